@@ -1,0 +1,75 @@
+# limiter — build, test, demo, bench, install.
+# `make help` lists the targets. V=1 shows every command.
+
+PREFIX   ?= /usr
+DESTDIR  ?=
+LIBDIR   := $(PREFIX)/lib/speed-limiter
+BINDIR   := $(PREFIX)/bin
+
+V ?= 0
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+CLANG    ?= clang
+MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null)
+BPF_CFLAGS := -target bpf -O2 -g -mcpu=v3 -Wall -Werror $(if $(MULTIARCH),-I/usr/include/$(MULTIARCH))
+
+BPF_OBJECTS := bpf/limiter.bpf.o
+TS_SOURCES  := $(shell find cli lib -name '*.ts' 2>/dev/null)
+
+# Debian packages the build, the tests and the demo need.
+APT_PACKAGES := clang llvm libbpf-dev libbpf1 linux-libc-dev iperf3 iproute2 bpftool tmux util-linux
+
+.PHONY: help deps apt-deps build test test-unit test-cli test-kernel demo bench clean install
+
+help: ## show this list
+	@grep -hE '^[a-z%.-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort | expand -t 16
+
+deps: apt-deps node_modules/.installed ## install what is missing (apt packages, npm ci)
+
+apt-deps: ## install the missing Debian packages (apt-get update first, only when one is missing)
+	$(Q)scripts/apt-deps.sh $(APT_PACKAGES)
+
+node_modules/.installed: package.json package-lock.json
+	$(Q)npm ci --no-audit --no-fund --loglevel=error
+	$(Q)touch $@
+
+%.bpf.o: %.bpf.c bpf/limiter.h
+	@echo "  CLANG   $@"
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+dist/.built: $(TS_SOURCES) tsconfig.json node_modules/.installed
+	@echo "  TSC     dist/"
+	$(Q)rm -rf dist && npx tsc -p tsconfig.json && chmod +x dist/cli/index.js
+	$(Q)touch $@
+
+build: deps $(BPF_OBJECTS) dist/.built ## build the BPF object and the CLI (bin/limiter runs it)
+
+test: build ## run every test tier (unit, cli, kernel); ends with "N passed, N failed"
+	$(Q)scripts/run-tests.sh unit cli kernel
+
+test-unit: build ## unit tier only (no root needed)
+	$(Q)scripts/run-tests.sh unit
+
+test-cli: build ## cli tier only
+	$(Q)scripts/run-tests.sh cli
+
+test-kernel: build ## kernel tier only (root, real cgroups, BPF and loopback traffic)
+	$(Q)scripts/run-tests.sh kernel
+
+demo: build ## show the same transfer unlimited, then limited
+	$(Q)scripts/demo.sh
+
+clean: ## remove build outputs
+	$(Q)rm -rf dist $(BPF_OBJECTS) test-results
+
+install: ## place the built files under $(DESTDIR)$(PREFIX); builds nothing
+	$(Q)test -f dist/.built -a -f bpf/limiter.bpf.o || { echo "run 'make build' first" >&2; exit 1; }
+	$(Q)install -d $(DESTDIR)$(LIBDIR)/bpf $(DESTDIR)$(BINDIR)
+	$(Q)cp -r dist package.json $(DESTDIR)$(LIBDIR)/
+	$(Q)rm -f $(DESTDIR)$(LIBDIR)/dist/.built
+	$(Q)install -m 0644 bpf/limiter.bpf.o $(DESTDIR)$(LIBDIR)/bpf/
+	$(Q)ln -sf ../lib/speed-limiter/dist/cli/index.js $(DESTDIR)$(BINDIR)/limiter

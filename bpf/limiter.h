@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: (MIT OR GPL-2.0-only) */
+/*
+ * The ABI shared by the BPF program and user space. lib/abi.ts mirrors it and
+ * test/unit/abi.test.ts checks that mirror against the BTF of the built object.
+ * The maps outlive the program (reload keeps them), so a changed value layout
+ * makes libbpf refuse to reuse the old pins.
+ */
+#ifndef LIMITER_H
+#define LIMITER_H
+
+#include <linux/types.h>
+
+#define LIMITER_MAX_RULES 16384
+
+/* Names as the kernel and bpffs see them (BPF object names are <= 15 chars). */
+#define LIMITER_PROG_EGRESS "limiter_egress"
+#define LIMITER_MAP_RULES   "limiter_rules"
+#define LIMITER_MAP_STATE   "limiter_state"
+
+enum limiter_direction {
+	LIMITER_EGRESS = 0,
+	LIMITER_INGRESS = 1,
+	LIMITER_DIRECTIONS = 2,
+};
+
+/* One direction's token bucket. rate == 0: this direction is not limited. */
+struct limiter_limit {
+	__u64 rate;     /* bytes per second */
+	__u64 bucket;   /* bytes */
+	__u64 burst_ns; /* bucket / rate, in ns: user space divides so the program need not */
+};
+
+/* Value of the rules map (key: cgroup id, __u64). Written only by user space. */
+struct limiter_rule {
+	struct limiter_limit limit[LIMITER_DIRECTIONS];
+	__u32 slot;  /* index of this rule's limiter_state */
+	__u32 flags; /* reserved, 0 */
+};
+
+/*
+ * Token bucket as a point in time: the bucket holds
+ * min(bucket, (now - empty_at_ns) * rate) bytes. Keeping a time instead of a
+ * token count lets every CPU update it with one atomic add and no lock.
+ */
+struct limiter_counters {
+	__u64 empty_at_ns;
+	__u64 passed_bytes;
+	__u64 passed_packets;
+	__u64 dropped_bytes;
+	__u64 dropped_packets;
+};
+
+/* Value of the state array (key: slot, __u32). Written only by the program. */
+struct limiter_state {
+	struct limiter_counters dir[LIMITER_DIRECTIONS];
+};
+
+#endif

@@ -1,0 +1,68 @@
+import { preflight } from '../../lib/preflight.js';
+import { parsePid } from '../../lib/proc.js';
+import { inspectKernel, type KernelView } from '../../lib/program.js';
+import { listRules } from '../../lib/rules.js';
+import { formatBytes, formatRate } from '../../lib/units.js';
+import type { GlobalOptions } from '../context.js';
+import { ruleToJson } from '../describe.js';
+import { table, writeJson } from '../output.js';
+
+interface ListOptions {
+  pid?: string;
+  bpf?: boolean;
+  json?: boolean;
+}
+
+export function run(options: ListOptions, { chalk }: GlobalOptions): void {
+  const pid = options.pid === undefined ? undefined : parsePid(options.pid);
+  const ctx = preflight();
+  const rules = listRules(ctx, { pid }).map(ruleToJson);
+  const kernel = options.bpf ? inspectKernel(ctx.instance) : null;
+
+  if (options.json) {
+    writeJson(kernel ? { rules, bpf: kernel } : { rules });
+    return;
+  }
+  if (rules.length > 0) {
+    const rows = rules.map((r) => [
+      r.name,
+      r.rateBytesPerSec === null ? chalk.yellow('none in kernel') : formatRate(r.rateBytesPerSec),
+      r.bucketBytes === null ? '-' : formatBytes(r.bucketBytes),
+      r.pids.join(',') || '-',
+      `${formatBytes(r.passedBytes)} / ${r.passedPackets} pkt`,
+      r.droppedPackets > 0
+        ? chalk.red(`${formatBytes(r.droppedBytes)} / ${r.droppedPackets} pkt`)
+        : `${formatBytes(r.droppedBytes)} / ${r.droppedPackets} pkt`,
+      String(r.cgroupId),
+    ]);
+    process.stdout.write(
+      table(['NAME', 'RATE', 'BUCKET', 'PIDS', 'PASSED', 'DROPPED', 'CGROUP ID'], rows, chalk.bold),
+    );
+  } else if (!kernel) {
+    process.stderr.write(`limiter: no rules in instance ${ctx.instance.name}\n`);
+  }
+  if (kernel) {
+    process.stdout.write(describeKernel(kernel, rules));
+  }
+}
+
+function describeKernel(kernel: KernelView, rules: ReturnType<typeof ruleToJson>[]): string {
+  const lines: string[] = [];
+  const link = kernel.link;
+  lines.push(
+    link
+      ? `link     id ${link.id}: program ${link.programId} on cgroup ${link.cgroupId}, pinned at ${link.pinned}`
+      : 'link     none pinned: nothing is attached by this instance',
+  );
+  for (const p of kernel.programs) {
+    const average = p.runCount > 0 ? `, ${Math.round(p.runTimeNs / p.runCount)} ns per run` : '';
+    lines.push(`program  id ${p.id} ${p.name}: attached to the instance cgroup, ${p.runCount} runs${average}`);
+  }
+  for (const m of kernel.maps) {
+    lines.push(`map      id ${m.id} ${m.name}: max ${m.maxEntries} entries, pinned at ${m.pinned}`);
+  }
+  for (const r of rules) {
+    lines.push(`entry    cgroup ${r.cgroupId} (${r.name}): slot ${r.slot ?? '-'}, tokens ${r.tokensBytes ?? '-'} B`);
+  }
+  return lines.join('\n') + '\n';
+}

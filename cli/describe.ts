@@ -1,0 +1,35 @@
+import type { Limit } from '../lib/abi.js';
+import type { RuleInfo } from '../lib/rules.js';
+import { formatBytes, formatRate } from '../lib/units.js';
+
+/** "1 MiB/s (8.39 Mbit/s) = 1048576 B/s, bucket 1 MiB = 1048576 B": always with the exact numbers. */
+export function describeLimit(limit: Limit): string {
+  return `rate ${formatRate(limit.rate)} = ${limit.rate} B/s, bucket ${formatBytes(limit.bucket)} = ${limit.bucket} B`;
+}
+
+/** The JSON shape of a rule (DESIGN.md section 2); names and meanings are stable. */
+export function ruleToJson(rule: RuleInfo) {
+  const egress = rule.value?.limits.egress;
+  const counters = rule.counters?.egress;
+  return {
+    name: rule.name,
+    cgroupId: rule.cgroupId,
+    cgroupPath: rule.cgroupPath,
+    rateBytesPerSec: egress?.rate ?? null,
+    bucketBytes: egress?.bucket ?? null,
+    pids: rule.pids,
+    passedBytes: counters?.passedBytes ?? 0,
+    passedPackets: counters?.passedPackets ?? 0,
+    droppedBytes: counters?.droppedBytes ?? 0,
+    droppedPackets: counters?.droppedPackets ?? 0,
+    slot: rule.value?.slot ?? null,
+    tokensBytes: egress && rule.counters ? tokens(egress, rule.counters.egress.emptyAtNs) : null,
+  };
+}
+
+/** Bytes in the bucket now (negative: the debt of the last large skb). */
+export function tokens(limit: Limit, emptyAtNs: bigint, nowNs: bigint = process.hrtime.bigint()): number {
+  if (limit.rate === 0) return 0;
+  const available = ((nowNs - emptyAtNs) * BigInt(limit.rate)) / 1_000_000_000n;
+  return Number(available > BigInt(limit.bucket) ? BigInt(limit.bucket) : available);
+}

@@ -1,0 +1,143 @@
+/**
+ * TypeScript mirror of bpf/limiter.h. test/unit/abi.test.ts checks every
+ * layout here against the BTF of the built object.
+ */
+export const MAX_RULES = 16384;
+
+export const PROG_EGRESS = 'limiter_egress';
+export const MAP_RULES = 'limiter_rules';
+export const MAP_STATE = 'limiter_state';
+
+/** Names of the pins in the instance's bpffs directory. */
+export const PIN = {
+  rules: MAP_RULES,
+  state: MAP_STATE,
+  egressLink: 'link_egress',
+} as const;
+
+export const Direction = { egress: 0, ingress: 1 } as const;
+export type DirectionName = keyof typeof Direction;
+export const DIRECTIONS = Object.keys(Direction) as DirectionName[];
+
+interface Member {
+  offset: number;
+  size: number;
+}
+interface Layout {
+  size: number;
+  members: Record<string, Member>;
+}
+
+export const LAYOUT = {
+  limiter_limit: {
+    size: 24,
+    members: { rate: { offset: 0, size: 8 }, bucket: { offset: 8, size: 8 }, burst_ns: { offset: 16, size: 8 } },
+  },
+  limiter_rule: {
+    size: 56,
+    members: { limit: { offset: 0, size: 48 }, slot: { offset: 48, size: 4 }, flags: { offset: 52, size: 4 } },
+  },
+  limiter_counters: {
+    size: 40,
+    members: {
+      empty_at_ns: { offset: 0, size: 8 },
+      passed_bytes: { offset: 8, size: 8 },
+      passed_packets: { offset: 16, size: 8 },
+      dropped_bytes: { offset: 24, size: 8 },
+      dropped_packets: { offset: 32, size: 8 },
+    },
+  },
+  limiter_state: {
+    size: 80,
+    members: { dir: { offset: 0, size: 80 } },
+  },
+} satisfies Record<string, Layout>;
+
+const L = LAYOUT;
+
+export interface Limit {
+  /** bytes per second; 0: not limited in this direction */
+  rate: number;
+  bucket: number;
+  burstNs: bigint;
+}
+
+export interface RuleValue {
+  limits: Record<DirectionName, Limit>;
+  slot: number;
+}
+
+export interface Counters {
+  emptyAtNs: bigint;
+  passedBytes: number;
+  passedPackets: number;
+  droppedBytes: number;
+  droppedPackets: number;
+}
+
+export type StateValue = Record<DirectionName, Counters>;
+
+export const NO_LIMIT: Limit = { rate: 0, bucket: 0, burstNs: 0n };
+
+export function encodeCgroupId(id: number): Buffer {
+  const key = Buffer.alloc(8);
+  key.writeBigUInt64LE(BigInt(id));
+  return key;
+}
+
+export function decodeCgroupId(key: Buffer): number {
+  return Number(key.readBigUInt64LE(0));
+}
+
+export function encodeSlot(slot: number): Buffer {
+  const key = Buffer.alloc(4);
+  key.writeUInt32LE(slot);
+  return key;
+}
+
+export function encodeRule(rule: RuleValue): Buffer {
+  const buf = Buffer.alloc(L.limiter_rule.size);
+  for (const dir of DIRECTIONS) {
+    const base = L.limiter_rule.members.limit.offset + Direction[dir] * L.limiter_limit.size;
+    const limit = rule.limits[dir];
+    buf.writeBigUInt64LE(BigInt(limit.rate), base + L.limiter_limit.members.rate.offset);
+    buf.writeBigUInt64LE(BigInt(limit.bucket), base + L.limiter_limit.members.bucket.offset);
+    buf.writeBigUInt64LE(limit.burstNs, base + L.limiter_limit.members.burst_ns.offset);
+  }
+  buf.writeUInt32LE(rule.slot, L.limiter_rule.members.slot.offset);
+  return buf;
+}
+
+export function decodeRule(buf: Buffer): RuleValue {
+  const limit = (dir: DirectionName): Limit => {
+    const base = L.limiter_rule.members.limit.offset + Direction[dir] * L.limiter_limit.size;
+    return {
+      rate: Number(buf.readBigUInt64LE(base + L.limiter_limit.members.rate.offset)),
+      bucket: Number(buf.readBigUInt64LE(base + L.limiter_limit.members.bucket.offset)),
+      burstNs: buf.readBigUInt64LE(base + L.limiter_limit.members.burst_ns.offset),
+    };
+  };
+  return {
+    limits: { egress: limit('egress'), ingress: limit('ingress') },
+    slot: buf.readUInt32LE(L.limiter_rule.members.slot.offset),
+  };
+}
+
+export function decodeState(buf: Buffer): StateValue {
+  const counters = (dir: DirectionName): Counters => {
+    const base = L.limiter_state.members.dir.offset + Direction[dir] * L.limiter_counters.size;
+    const m = L.limiter_counters.members;
+    const u64 = (offset: number) => Number(buf.readBigUInt64LE(base + offset));
+    return {
+      emptyAtNs: buf.readBigUInt64LE(base + m.empty_at_ns.offset),
+      passedBytes: u64(m.passed_bytes.offset),
+      passedPackets: u64(m.passed_packets.offset),
+      droppedBytes: u64(m.dropped_bytes.offset),
+      droppedPackets: u64(m.dropped_packets.offset),
+    };
+  };
+  return { egress: counters('egress'), ingress: counters('ingress') };
+}
+
+export const emptyRuleBuffer = () => Buffer.alloc(L.limiter_rule.size);
+export const emptyStateBuffer = () => Buffer.alloc(L.limiter_state.size);

@@ -1,0 +1,51 @@
+/** Exit status of every command (DESIGN.md section 2). */
+export const ExitCode = {
+  ok: 0,
+  failed: 1,
+  usage: 2,
+  notPermitted: 3,
+  notFound: 4,
+  unsupported: 5,
+  busy: 6,
+} as const;
+export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
+
+export interface ErrorDetails {
+  hint?: string;
+  cause?: unknown;
+}
+
+/** Every failure the library reports. `code` is stable and machine-readable. */
+export class LimiterError extends Error {
+  readonly code: string;
+  readonly exitCode: ExitCodeValue;
+  readonly hint: string | undefined;
+
+  constructor(exitCode: ExitCodeValue, code: string, message: string, details: ErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.name = 'LimiterError';
+    this.exitCode = exitCode;
+    this.code = code;
+    this.hint = details.hint;
+  }
+}
+
+export const usageError = (code: string, message: string, details?: ErrorDetails) =>
+  new LimiterError(ExitCode.usage, code, message, details);
+export const operationFailed = (code: string, message: string, details?: ErrorDetails) =>
+  new LimiterError(ExitCode.failed, code, message, details);
+export const notPermitted = (code: string, message: string, details?: ErrorDetails) =>
+  new LimiterError(ExitCode.notPermitted, code, message, details);
+export const notFound = (code: string, message: string, details?: ErrorDetails) =>
+  new LimiterError(ExitCode.notFound, code, message, details);
+export const unsupported = (code: string, message: string, details?: ErrorDetails) =>
+  new LimiterError(ExitCode.unsupported, code, message, details);
+export const busy = (code: string, message: string, details?: ErrorDetails) =>
+  new LimiterError(ExitCode.busy, code, message, details);
+
+/** errno of a Node system error, or undefined. */
+export function errnoCode(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string'
+    ? err.code
+    : undefined;
+}

@@ -1,0 +1,86 @@
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { errnoCode, operationFailed } from './errors.js';
+
+/** A process moved into a rule, and where it came from. */
+export interface MemberRecord {
+  /** cgroup path relative to the cgroup2 mount, e.g. "/user.slice/session-1.scope" */
+  origin: string;
+  /** /proc/<pid>/stat start time: tells this process from a later one with the same pid */
+  startTime: number;
+}
+
+export interface RuleRecord {
+  cgroupId: number;
+  slot: number;
+  members: Record<string, MemberRecord>;
+}
+
+export interface State {
+  version: 1;
+  /** the rule most recently set */
+  lastRule: string | null;
+  rules: Record<string, RuleRecord>;
+}
+
+export const emptyState = (): State => ({ version: 1, lastRule: null, rules: {} });
+
+export function loadState(file: string): State {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return emptyState();
+    throw err;
+  }
+  const state = parseState(text);
+  if (!state) {
+    throw operationFailed('corrupt-state', `the state file ${file} is not valid`, {
+      hint: "'limiter purge' removes every rule and starts afresh",
+    });
+  }
+  return state;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isMember(value: unknown): value is MemberRecord {
+  return isRecord(value) && typeof value.origin === 'string' && Number.isInteger(value.startTime);
+}
+
+function isRule(value: unknown): value is RuleRecord {
+  return (
+    isRecord(value) &&
+    Number.isInteger(value.cgroupId) &&
+    Number.isInteger(value.slot) &&
+    isRecord(value.members) &&
+    Object.values(value.members).every(isMember)
+  );
+}
+
+export function parseState(text: string): State | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!isRecord(value) || value.version !== 1 || !isRecord(value.rules)) return null;
+  if (!(value.lastRule === null || typeof value.lastRule === 'string')) return null;
+  if (!Object.values(value.rules).every(isRule)) return null;
+  return value as unknown as State;
+}
+
+/** Writes the whole file or nothing: a temporary file, fsync, rename. */
+export function saveState(file: string, state: State): void {
+  const temporary = `${file}.${process.pid}.tmp`;
+  const fd = openSync(temporary, 'w', 0o644);
+  try {
+    writeSync(fd, JSON.stringify(state, null, 2) + '\n');
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temporary, file);
+}

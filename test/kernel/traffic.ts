@@ -1,0 +1,205 @@
+/** Real loopback traffic for the kernel tier: iperf3 servers and clients the test starts itself. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { decodeState, emptyRuleBuffer, emptyStateBuffer, encodeCgroupId, encodeSlot, decodeRule, PIN } from '../../lib/abi.js';
+import { cgroupId, findCgroup2Mount } from '../../lib/cgroup.js';
+import { BPFFS_ROOT } from '../../lib/instance.js';
+import { mapLookup, objGet } from '../../lib/libbpf.js';
+
+export type Family = 'ipv4' | 'ipv6';
+export const LOOPBACK: Record<Family, string> = { ipv4: '127.0.0.1', ipv6: '::1' };
+
+export interface Exited {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Resolves when the child exits; kills it (and fails) after timeoutMs. */
+export function collect(child: ChildProcess, timeoutMs: number): Promise<Exited> {
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${child.spawnfile} ran longer than ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+function isListening(port: number): boolean {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  return ['/proc/net/tcp', '/proc/net/tcp6'].some((file) =>
+    readFileSync(file, 'utf8')
+      .split('\n')
+      .some((line) => {
+        const fields = line.trim().split(/\s+/);
+        return fields[1]?.endsWith(`:${hex}`) && fields[3] === '0A';
+      }),
+  );
+}
+
+async function waitUntil(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export interface IperfInterval {
+  start: number;
+  end: number;
+  bytes: number;
+}
+
+export interface IperfServer {
+  port: number;
+  /** the receiver's intervals, once the one test it serves has ended */
+  result: Promise<IperfInterval[]>;
+  kill(): void;
+}
+
+/** A one-off iperf3 server; resolves once it listens. */
+export async function iperfServer(family: Family): Promise<IperfServer> {
+  const port = await freePort();
+  const child = spawn('iperf3', ['-s', '-1', '-J', '-p', String(port), '-B', LOOPBACK[family]], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = collect(child, 120_000);
+  await waitUntil(() => isListening(port) || child.exitCode !== null, `iperf3 server on port ${port}`);
+  const result = exited.then((e) => {
+    const json = JSON.parse(e.stdout) as { intervals?: Array<{ sum: { start: number; end: number; bytes: number } }>; error?: string };
+    if (json.error) throw new Error(`iperf3 server: ${json.error}`);
+    return (json.intervals ?? []).map((i) => ({ start: i.sum.start, end: i.sum.end, bytes: i.sum.bytes }));
+  });
+  result.catch(() => {});
+  return { port, result, kill: () => child.kill('SIGKILL') };
+}
+
+/** A command that waits for go() before it execs, so that it can be limited before it opens a socket. */
+export interface Gated {
+  pid: number;
+  go(): void;
+  done: Promise<Exited>;
+  kill(): void;
+}
+
+export function gated(command: string, args: string[], timeoutMs = 120_000): Gated {
+  const child = spawn('sh', ['-c', 'read _ && exec "$@"', 'sh', command, ...args], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  return {
+    pid: child.pid!,
+    go: () => child.stdin!.end('go\n'),
+    done: collect(child, timeoutMs),
+    kill: () => child.kill('SIGKILL'),
+  };
+}
+
+export interface FlowOptions {
+  family: Family;
+  udp?: boolean;
+  congestion?: 'cubic' | 'bbr';
+  seconds: number;
+  /** UDP offered load, bits per second */
+  udpBitrate?: string;
+  parallel?: number;
+}
+
+export function iperfClientArgs(port: number, o: FlowOptions): string[] {
+  const args = ['-c', LOOPBACK[o.family], '-p', String(port), '-t', String(o.seconds), '-J'];
+  if (o.udp) args.push('-u', '-b', o.udpBitrate ?? '100M');
+  if (o.congestion) args.push('-C', o.congestion);
+  if (o.parallel) args.push('-P', String(o.parallel));
+  return args;
+}
+
+/** Receiver's bytes per second over the intervals that start at or after fromSecond. */
+export function steadyRate(intervals: IperfInterval[], fromSecond: number): number {
+  const steady = intervals.filter((i) => i.start >= fromSecond - 1e-3);
+  const bytes = steady.reduce((sum, i) => sum + i.bytes, 0);
+  const seconds = steady.reduce((sum, i) => sum + (i.end - i.start), 0);
+  return seconds > 0 ? bytes / seconds : 0;
+}
+
+export interface Sample {
+  /** hrtime (ns) before and after the read: the counter's moment lies between */
+  before: bigint;
+  after: bigint;
+  passedBytes: number;
+  droppedPackets: number;
+}
+
+/**
+ * Samples a rule's counters straight from the pinned maps until stopped.
+ * Each sample brackets its read with two clock readings, so that any window
+ * computed from two samples contains the time the bytes took to pass.
+ */
+export function sampleCounters(instance: string, rule: string, everyMs = 100) {
+  const rulesFd = objGet(join(BPFFS_ROOT, instance, PIN.rules));
+  const stateFd = objGet(join(BPFFS_ROOT, instance, PIN.state));
+  if (rulesFd === null || stateFd === null) throw new Error(`instance ${instance} has no pinned maps`);
+  const ruleBuf = emptyRuleBuffer();
+  if (!mapLookup(rulesFd, encodeCgroupId(cgroupId(join(findCgroup2Mount(), instance, rule))), ruleBuf)) {
+    throw new Error(`rule ${rule} is not in the rules map`);
+  }
+  const slotKey = encodeSlot(decodeRule(ruleBuf).slot);
+  const samples: Sample[] = [];
+  const stateBuf = emptyStateBuffer();
+  const read = () => {
+    const before = process.hrtime.bigint();
+    mapLookup(stateFd, slotKey, stateBuf);
+    const after = process.hrtime.bigint();
+    const { egress } = decodeState(stateBuf);
+    samples.push({ before, after, passedBytes: egress.passedBytes, droppedPackets: egress.droppedPackets });
+  };
+  read();
+  const timer = setInterval(read, everyMs);
+  return {
+    stop(): Sample[] {
+      clearInterval(timer);
+      read();
+      closeSync(rulesFd);
+      closeSync(stateFd);
+      return samples;
+    },
+  };
+}
+
+/**
+ * The largest excess over the token-bucket bound bucket + rate·T + debt,
+ * across every pair of samples (≤ 0 means conforming).
+ */
+export function worstExcess(samples: Sample[], rate: number, bucket: number, debt: number): number {
+  let worst = -Infinity;
+  for (let i = 0; i < samples.length; i++) {
+    for (let j = i + 1; j < samples.length; j++) {
+      const seconds = Number(samples[j]!.after - samples[i]!.before) / 1e9;
+      const bytes = samples[j]!.passedBytes - samples[i]!.passedBytes;
+      worst = Math.max(worst, bytes - (bucket + rate * seconds + debt));
+    }
+  }
+  return worst;
+}
