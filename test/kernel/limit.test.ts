@@ -55,7 +55,7 @@ for (const family of ['ipv4', 'ipv6'] as Family[]) {
 }
 
 describe('a process limited to 1 MiB/s before it connects', () => {
-  it.each(flows)('$name: within bucket + rate·T, at least 90 % of the rate, no error', async ({ flow }) => {
+  for (const { name, flow } of flows) it(`${name}: within bucket + rate·T, at least 90 % of the rate, no error`, async () => {
     const env = newInstance('flow');
     const { exited, samples, intervals } = await limitedFlow(env, flow);
 
