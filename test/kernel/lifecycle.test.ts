@@ -2,9 +2,9 @@
  * Rules over their lifetime: set, change in place, share by name, unset back
  * to the origin, purge to nothing.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { fdById } from '../../lib/libbpf.js';
+import { fdById, type BpfObjectKind } from '../../lib/libbpf.js';
 import { destroyInstance, instanceFootprint, runCli, uniqueInstance } from '../helpers.js';
 import { gated, type Gated } from './traffic.js';
 
@@ -23,6 +23,17 @@ function sleeper(): Gated {
   const process = gated('sleep', ['120']);
   cleanups.push(() => process.kill());
   return process;
+}
+
+/** Whether the kernel object with this id is gone within 10 s. */
+async function released(kind: BpfObjectKind, id: number): Promise<boolean> {
+  for (let i = 0; i < 200; i++) {
+    const fd = fdById(kind, id);
+    if (fd === null) return true;
+    closeSync(fd);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
 }
 
 const cgroupOf = (pid: number) => /^0::(.*)$/m.exec(readFileSync(`/proc/${pid}/cgroup`, 'utf8'))![1];
@@ -115,7 +126,7 @@ describe('unset', () => {
 });
 
 describe('purge', () => {
-  it('leaves no cgroup, pin, attached program or state file, and puts processes back', () => {
+  it('leaves no cgroup, pin, attached program or state file, and puts processes back', async () => {
     const { instance, env } = newInstance('purge');
     const [a, b] = [sleeper(), sleeper()];
     const origins = [a, b].map((p) => cgroupOf(p.pid));
@@ -128,9 +139,10 @@ describe('purge', () => {
     const result = runCli(['purge'], env);
     expect(result.code).toBe(0);
     expect(instanceFootprint(instance)).toEqual([]);
-    expect(fdById('link', bpf.link.id)).toBeNull();
-    expect(fdById('prog', bpf.programs[0].id)).toBeNull();
-    for (const map of bpf.maps) expect(fdById('map', map.id)).toBeNull();
+    // The kernel frees programs and maps after an RCU grace period: wait for it, boundedly.
+    expect(await released('link', bpf.link.id)).toBe(true);
+    expect(await released('prog', bpf.programs[0].id)).toBe(true);
+    for (const map of bpf.maps) expect(await released('map', map.id)).toBe(true);
     expect([a, b].map((p) => cgroupOf(p.pid))).toEqual(origins);
 
     expect(runCli(['purge'], env).code).toBe(0);
