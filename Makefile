@@ -18,12 +18,13 @@ MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null)
 BPF_CFLAGS := -target bpf -O2 -g -mcpu=v3 -Wall -Werror $(if $(MULTIARCH),-I/usr/include/$(MULTIARCH))
 
 BPF_OBJECTS := bpf/limiter.bpf.o
+TEST_BPF_OBJECTS := test/fixtures/foreign.bpf.o
 TS_SOURCES  := $(shell find cli lib -name '*.ts' 2>/dev/null)
 
 # Debian packages the build, the tests and the demo need.
 APT_PACKAGES := clang llvm libbpf-dev libbpf1 linux-libc-dev iperf3 iproute2 bpftool tmux util-linux
 
-.PHONY: help deps apt-deps build test test-unit test-cli test-kernel demo bench clean install
+.PHONY: help deps apt-deps build typecheck test test-unit test-cli test-kernel demo bench clean install
 
 help: ## show this list
 	@grep -hE '^[a-z%.-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort | expand -t 16
@@ -48,8 +49,11 @@ dist/.built: $(TS_SOURCES) tsconfig.json node_modules/.installed
 
 build: deps $(BPF_OBJECTS) dist/.built ## build the BPF object and the CLI (bin/limiter runs it)
 
-test: build ## run every test tier (unit, cli, kernel); ends with "N passed, N failed"
+test: build $(TEST_BPF_OBJECTS) typecheck ## run every test tier (unit, cli, kernel); ends with "N passed, N failed"
 	$(Q)scripts/run-tests.sh unit cli kernel
+
+typecheck: dist/.built ## type-check everything, tests and scripts included
+	$(Q)npx tsc -p tsconfig.test.json
 
 test-unit: build ## unit tier only (no root needed)
 	$(Q)scripts/run-tests.sh unit
@@ -57,14 +61,14 @@ test-unit: build ## unit tier only (no root needed)
 test-cli: build ## cli tier only
 	$(Q)scripts/run-tests.sh cli
 
-test-kernel: build ## kernel tier only (root, real cgroups, BPF and loopback traffic)
+test-kernel: build $(TEST_BPF_OBJECTS) ## kernel tier only (root, real cgroups, BPF and loopback traffic)
 	$(Q)scripts/run-tests.sh kernel
 
 demo: build ## show the same transfer unlimited, then limited
 	$(Q)scripts/demo.sh
 
 clean: ## remove build outputs
-	$(Q)rm -rf dist $(BPF_OBJECTS) test-results
+	$(Q)rm -rf dist $(BPF_OBJECTS) $(TEST_BPF_OBJECTS) test-results
 
 install: ## place the built files under $(DESTDIR)$(PREFIX); builds nothing
 	$(Q)test -f dist/.built -a -f bpf/limiter.bpf.o || { echo "run 'make build' first" >&2; exit 1; }

@@ -19,7 +19,7 @@ export default defineConfig({
           name: 'kernel',
           include: ['test/kernel/**/*.test.ts'],
           pool: 'forks',
-          fileParallelism: false,
+          poolOptions: { forks: { singleFork: true } },
           testTimeout: 120_000,
           hookTimeout: 60_000,
         },

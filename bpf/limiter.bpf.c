@@ -7,8 +7,11 @@
 
 /* cgroup_skb/egress verdicts (DESIGN K2): a plain drop (0) makes UDP send()
  * fail with EPERM; 2 drops and signals congestion, which applications never see. */
-#define VERDICT_PASS 1
-#define VERDICT_DROP_CN 2
+#define CGROUP_PASS 1
+#define CGROUP_DROP_CN 2
+/* tcx verdicts: let the next program decide, or drop (the sender sees congestion as above). */
+#define TCX_NEXT (-1)
+#define TCX_DROP 2
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -25,6 +28,20 @@ struct {
 	__type(key, __u32);
 	__type(value, struct limiter_state);
 } limiter_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LIMITER_MAX_SOCKETS);
+	__type(key, __u64);
+	__type(value, struct limiter_socket);
+} limiter_socks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct limiter_config);
+} limiter_config SEC(".maps");
 
 /*
  * Token bucket that may go into debt by one skb: an skb passes whenever the
@@ -50,12 +67,9 @@ static __always_inline int conforms(const struct limiter_limit *limit,
 	return 1;
 }
 
-static __always_inline int police(__u64 cgroup_id, enum limiter_direction dir, __u32 len)
+/* 1: pass, 0: drop. Traffic of a cgroup without a rule costs the one lookup. */
+static __always_inline int police(struct limiter_rule *rule, enum limiter_direction dir, __u32 len)
 {
-	struct limiter_rule *rule = bpf_map_lookup_elem(&limiter_rules, &cgroup_id);
-	if (!rule)
-		return 1;
-
 	__u32 slot = rule->slot;
 	struct limiter_state *state = bpf_map_lookup_elem(&limiter_state, &slot);
 	if (!state)
@@ -73,10 +87,54 @@ static __always_inline int police(__u64 cgroup_id, enum limiter_direction dir, _
 	return 1;
 }
 
+/*
+ * Whether the skb's socket has an entry in the sockets map, and if so the
+ * rule it belongs to (0: released, no rule).
+ */
+static __always_inline int adopted(struct __sk_buff *skb, __u64 *rule_cgroup_id)
+{
+	__u32 zero = 0;
+	struct limiter_config *config = bpf_map_lookup_elem(&limiter_config, &zero);
+	if (!config || !config->adopted_sockets)
+		return 0;
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	struct limiter_socket *socket = bpf_map_lookup_elem(&limiter_socks, &cookie);
+	if (!socket)
+		return 0;
+	*rule_cgroup_id = socket->rule_cgroup_id;
+	return 1;
+}
+
 /* Keyed on the socket's cgroup, not the current task's (DESIGN K1). */
 SEC("cgroup_skb/egress")
 int limiter_egress(struct __sk_buff *skb)
 {
-	return police(bpf_skb_cgroup_id(skb), LIMITER_EGRESS, skb->len) ? VERDICT_PASS
-									   : VERDICT_DROP_CN;
+	__u64 key;
+	if (!adopted(skb, &key))
+		key = bpf_skb_cgroup_id(skb);
+	struct limiter_rule *rule = bpf_map_lookup_elem(&limiter_rules, &key);
+	if (!rule)
+		return CGROUP_PASS;
+	return police(rule, LIMITER_EGRESS, skb->len) ? CGROUP_PASS : CGROUP_DROP_CN;
+}
+
+/*
+ * Sockets created before their process was limited live in a cgroup outside
+ * the instance, where limiter_egress never runs. This program, attached with
+ * tcx to the interfaces of their network namespace, limits them by cookie.
+ */
+SEC("tc")
+int limiter_tc_egress(struct __sk_buff *skb)
+{
+	__u64 key;
+	if (!adopted(skb, &key))
+		return TCX_NEXT;
+	/* limiter_egress has already policed sockets that live in a rule's cgroup */
+	__u64 cgroup = bpf_skb_cgroup_id(skb);
+	if (bpf_map_lookup_elem(&limiter_rules, &cgroup))
+		return TCX_NEXT;
+	struct limiter_rule *rule = bpf_map_lookup_elem(&limiter_rules, &key);
+	if (!rule)
+		return TCX_NEXT;
+	return police(rule, LIMITER_EGRESS, skb->len) ? TCX_NEXT : TCX_DROP;
 }

@@ -11,11 +11,15 @@
 #include <linux/types.h>
 
 #define LIMITER_MAX_RULES 16384
+#define LIMITER_MAX_SOCKETS 65536
 
 /* Names as the kernel and bpffs see them (BPF object names are <= 15 chars). */
-#define LIMITER_PROG_EGRESS "limiter_egress"
-#define LIMITER_MAP_RULES   "limiter_rules"
-#define LIMITER_MAP_STATE   "limiter_state"
+#define LIMITER_PROG_EGRESS    "limiter_egress"
+#define LIMITER_PROG_TC_EGRESS "limiter_tc_egress"
+#define LIMITER_MAP_RULES      "limiter_rules"
+#define LIMITER_MAP_STATE      "limiter_state"
+#define LIMITER_MAP_SOCKETS    "limiter_socks"
+#define LIMITER_MAP_CONFIG     "limiter_config"
 
 enum limiter_direction {
 	LIMITER_EGRESS = 0,
@@ -53,6 +57,21 @@ struct limiter_counters {
 /* Value of the state array (key: slot, __u32). Written only by the program. */
 struct limiter_state {
 	struct limiter_counters dir[LIMITER_DIRECTIONS];
+};
+
+/*
+ * Value of the sockets map (key: socket cookie, __u64): the rule a socket
+ * belongs to although it was created outside that rule's cgroup (a socket
+ * keeps the cgroup it was created in, DESIGN K5). Written only by user space.
+ */
+struct limiter_socket {
+	__u64 rule_cgroup_id;
+};
+
+/* The single value of the config array (key 0). Written only by user space. */
+struct limiter_config {
+	__u32 adopted_sockets; /* entries in the sockets map; 0 spares the lookup */
+	__u32 flags;           /* reserved, 0 */
 };
 
 #endif

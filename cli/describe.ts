@@ -1,10 +1,22 @@
 import type { Limit } from '../lib/abi.js';
-import type { RuleInfo } from '../lib/rules.js';
+import type { JoinResult, RuleInfo } from '../lib/rules.js';
 import { formatBytes, formatRate } from '../lib/units.js';
 
 /** "1 MiB/s (8.39 Mbit/s) = 1048576 B/s, bucket 1 MiB = 1048576 B": always with the exact numbers. */
 export function describeLimit(limit: Limit): string {
   return `rate ${formatRate(limit.rate)} = ${limit.rate} B/s, bucket ${formatBytes(limit.bucket)} = ${limit.bucket} B`;
+}
+
+/** One line per process that joined a rule. */
+export function describeJoins(joined: JoinResult[]): string {
+  return joined
+    .map((j) => {
+      const parts = [`pid ${j.pid} moved in`];
+      if (j.adoptedSockets > 0) parts.push(`its ${j.adoptedSockets} open socket(s) limited too`);
+      if (j.left) parts.push(`left rule ${j.left}${j.removedRule ? ' (empty, removed)' : ''}`);
+      return parts.join('; ') + '\n';
+    })
+    .join('');
 }
 
 /** The JSON shape of a rule (DESIGN.md section 2); names and meanings are stable. */
@@ -22,6 +34,7 @@ export function ruleToJson(rule: RuleInfo) {
     passedPackets: counters?.passedPackets ?? 0,
     droppedBytes: counters?.droppedBytes ?? 0,
     droppedPackets: counters?.droppedPackets ?? 0,
+    adoptedSockets: rule.adoptedSockets,
     slot: rule.value?.slot ?? null,
     tokensBytes: egress && rule.counters ? tokens(egress, rule.counters.egress.emptyAtNs) : null,
   };

@@ -52,12 +52,25 @@ Environment: LIMITER_INSTANCE, LIMITER_BPF_OBJECT, LIMITER_LOCK_TIMEOUT, NO_COLO
     .requiredOption('--rate <rate>', 'egress limit, e.g. 1m (1 MiB/s) or 10mbit')
     .option('--bucket <size>', 'burst size, e.g. 64k (default: one second of rate)')
     .option('--name <rule>', 'rule name; processes set with the same name share one limit')
+    .option('--tree', 'also every descendant of the process')
+    .addHelpText('after', '\nConnections the process already has are limited too (kernels with tcx, 6.6+).')
     .action(action(() => import('./commands/set.js')));
+
+  program
+    .command('move')
+    .description('move a process into an existing rule')
+    .requiredOption('--pid <pid>', 'the process to move')
+    .option('--cgroup-path <path>', "the rule's cgroup directory, as 'list' shows it")
+    .option('--cgid <id>', "the rule's cgroup id")
+    .option('--last', 'the rule most recently set')
+    .option('--tree', 'also every descendant of the process')
+    .action(action(() => import('./commands/move.js')));
 
   program
     .command('unset')
     .description('remove the limit of a process: move it back to where it came from')
     .requiredOption('--pid <pid>', 'the limited process')
+    .option('--tree', 'also every limited descendant of the process')
     .action(action(() => import('./commands/unset.js')));
 
   program
@@ -67,6 +80,30 @@ Environment: LIMITER_INSTANCE, LIMITER_BPF_OBJECT, LIMITER_LOCK_TIMEOUT, NO_COLO
     .option('--bpf', 'also show the kernel objects: program, link, maps')
     .option('--json', 'print JSON')
     .action(action(() => import('./commands/list.js')));
+
+  program
+    .command('reload')
+    .description('replace the BPF program atomically, keeping limits, tokens and counters')
+    .option('-o, --object <file>', 'the compiled BPF object (default: the installed one)')
+    .option('--cgroup-path <path>', "where the program is attached; only the instance's cgroup is accepted")
+    .action(action(() => import('./commands/reload.js')));
+
+  program
+    .command('run')
+    .description('run a command limited from its first instruction; remove the rule when it ends')
+    .requiredOption('--rate <rate>', 'egress limit, e.g. 1m or 10mbit')
+    .option('--bucket <size>', 'burst size (default: one second of rate)')
+    .option('--name <rule>', 'rule name (default: run-<pid>)')
+    .argument('<command...>', 'the command and its arguments, after --')
+    .action(async (words: string[], options: Options, command: Command) =>
+      action(() => import('./commands/run.js'))({ ...options, command: words }, command),
+    );
+
+  program
+    .command('doctor')
+    .description('check that this machine can run limiter, and the state of the instance')
+    .option('--json', 'print JSON')
+    .action(action(() => import('./commands/doctor.js')));
 
   program
     .command('purge')

@@ -3,16 +3,28 @@
  * layout here against the BTF of the built object.
  */
 export const MAX_RULES = 16384;
+export const MAX_SOCKETS = 65536;
 
 export const PROG_EGRESS = 'limiter_egress';
+export const PROG_TC_EGRESS = 'limiter_tc_egress';
 export const MAP_RULES = 'limiter_rules';
 export const MAP_STATE = 'limiter_state';
+export const MAP_SOCKETS = 'limiter_socks';
+export const MAP_CONFIG = 'limiter_config';
 
-/** Names of the pins in the instance's bpffs directory. */
+export const MAPS = [MAP_RULES, MAP_STATE, MAP_SOCKETS, MAP_CONFIG] as const;
+export const PROGRAMS = [PROG_EGRESS, PROG_TC_EGRESS] as const;
+export type MapName = (typeof MAPS)[number];
+export type ProgramName = (typeof PROGRAMS)[number];
+
+/**
+ * Pins in the instance's bpffs directory: every map and program under its
+ * own name, the cgroup link, and one tcx link per interface that adopted
+ * sockets use (tcx_<netns inode>_<ifindex>).
+ */
 export const PIN = {
-  rules: MAP_RULES,
-  state: MAP_STATE,
   egressLink: 'link_egress',
+  tcxLinkPrefix: 'tcx_',
 } as const;
 
 export const Direction = { egress: 0, ingress: 1 } as const;
@@ -51,6 +63,14 @@ export const LAYOUT = {
     size: 80,
     members: { dir: { offset: 0, size: 80 } },
   },
+  limiter_socket: {
+    size: 8,
+    members: { rule_cgroup_id: { offset: 0, size: 8 } },
+  },
+  limiter_config: {
+    size: 8,
+    members: { adopted_sockets: { offset: 0, size: 4 }, flags: { offset: 4, size: 4 } },
+  },
 } satisfies Record<string, Layout>;
 
 const L = LAYOUT;
@@ -87,6 +107,25 @@ export function encodeCgroupId(id: number): Buffer {
 
 export function decodeCgroupId(key: Buffer): number {
   return Number(key.readBigUInt64LE(0));
+}
+
+/** Socket cookies are u64 map keys; they travel as decimal strings. */
+export function encodeCookie(cookie: string): Buffer {
+  const key = Buffer.alloc(8);
+  key.writeBigUInt64LE(BigInt(cookie));
+  return key;
+}
+
+export function encodeSocket(ruleCgroupId: number): Buffer {
+  const value = Buffer.alloc(L.limiter_socket.size);
+  value.writeBigUInt64LE(BigInt(ruleCgroupId), L.limiter_socket.members.rule_cgroup_id.offset);
+  return value;
+}
+
+export function encodeConfig(adoptedSockets: number): Buffer {
+  const value = Buffer.alloc(L.limiter_config.size);
+  value.writeUInt32LE(adoptedSockets, L.limiter_config.members.adopted_sockets.offset);
+  return value;
 }
 
 export function encodeSlot(slot: number): Buffer {

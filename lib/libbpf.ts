@@ -11,10 +11,13 @@ import { LimiterError, ExitCode, unsupported } from './errors.js';
 export const AttachType = {
   cgroupInetIngress: 0,
   cgroupInetEgress: 1,
+  tcxIngress: 46,
+  tcxEgress: 47,
 } as const;
 
 /** enum bpf_prog_type */
 export const ProgType = {
+  schedCls: 3,
   cgroupSkb: 8,
 } as const;
 
@@ -25,6 +28,12 @@ export const UpdateFlag = { any: 0, noExist: 1, exist: 2 } as const;
 export const LockOp = { shared: 1, exclusive: 2, nonBlocking: 4, unlock: 8 } as const;
 
 const BTF_KIND_STRUCT = 4;
+const SOL_SOCKET = 1;
+const SO_DOMAIN = 39;
+const SO_COOKIE = 57;
+const CLONE_NEWNET = 0x40000000;
+const SYS_PIDFD_OPEN = 434;
+const SYS_PIDFD_GETFD = 438;
 const MS_NOSUID = 2;
 const MS_NODEV = 4;
 const MS_NOEXEC = 8;
@@ -62,6 +71,11 @@ interface Bindings {
   strerror(errnum: number): string;
   flock(fd: number, operation: number): number;
   mount(source: string, target: string, fstype: string, flags: number, data: null): number;
+  syscall(number: number, ...args: unknown[]): number | bigint;
+  getsockopt(fd: number, level: number, name: number, value: Buffer, length: Uint32Array): number;
+  setns(fd: number, nstype: number): number;
+  if_nameindex(): bigint | null;
+  if_freenameindex(ptr: bigint): void;
 
   libbpf_version_string(): string;
   libbpf_set_print(fn: unknown): unknown;
@@ -75,13 +89,10 @@ interface Bindings {
   bpf_map__set_pin_path(map: bigint, path: string): number;
   bpf_map__fd(map: bigint): number;
   bpf_program__fd(prog: bigint): number;
-  bpf_program__attach_cgroup(prog: bigint, cgroupFd: number): bigint | null;
-  bpf_link__open(path: string): bigint | null;
-  bpf_link__pin(link: bigint, path: string): number;
-  bpf_link__update_program(link: bigint, prog: bigint): number;
-  bpf_link__fd(link: bigint): number;
-  bpf_link__destroy(link: bigint): number;
 
+  bpf_link_create(progFd: number, targetFd: number, attachType: number, opts: null): number;
+  bpf_link_update(linkFd: number, progFd: number, opts: null): number;
+  bpf_obj_pin(fd: number, path: string): number;
   bpf_obj_get(path: string): number;
   bpf_map_lookup_elem(fd: number, key: Buffer, value: Buffer): number;
   bpf_map_update_elem(fd: number, key: Buffer, value: Buffer, flags: bigint): number;
@@ -137,6 +148,13 @@ function bindings(): Bindings {
       'int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)',
     ),
     vsnprintf: libc.func('int vsnprintf(_Out_ uint8_t *buf, size_t size, void *fmt, void *args)'),
+    syscall: libc.func('long syscall(long number, ...)'),
+    getsockopt: libc.func(
+      'int getsockopt(int fd, int level, int name, _Out_ uint8_t *value, _Inout_ uint32_t *length)',
+    ),
+    setns: libc.func('int setns(int fd, int nstype)'),
+    if_nameindex: libc.func('void *if_nameindex(void)'),
+    if_freenameindex: libc.func('void if_freenameindex(void *ptr)'),
 
     libbpf_version_string: libbpf.func('const char *libbpf_version_string(void)'),
     libbpf_set_print: libbpf.func('void *libbpf_set_print(void *fn)'),
@@ -152,13 +170,10 @@ function bindings(): Bindings {
     bpf_map__set_pin_path: libbpf.func('int bpf_map__set_pin_path(void *map, const char *path)'),
     bpf_map__fd: libbpf.func('int bpf_map__fd(void *map)'),
     bpf_program__fd: libbpf.func('int bpf_program__fd(void *prog)'),
-    bpf_program__attach_cgroup: libbpf.func('void *bpf_program__attach_cgroup(void *prog, int cgroup_fd)'),
-    bpf_link__open: libbpf.func('void *bpf_link__open(const char *path)'),
-    bpf_link__pin: libbpf.func('int bpf_link__pin(void *link, const char *path)'),
-    bpf_link__update_program: libbpf.func('int bpf_link__update_program(void *link, void *prog)'),
-    bpf_link__fd: libbpf.func('int bpf_link__fd(void *link)'),
-    bpf_link__destroy: libbpf.func('int bpf_link__destroy(void *link)'),
 
+    bpf_link_create: libbpf.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, const void *opts)'),
+    bpf_link_update: libbpf.func('int bpf_link_update(int link_fd, int new_prog_fd, const void *opts)'),
+    bpf_obj_pin: libbpf.func('int bpf_obj_pin(int fd, const char *path)'),
     bpf_obj_get: libbpf.func('int bpf_obj_get(const char *path)'),
     bpf_map_lookup_elem: libbpf.func('int bpf_map_lookup_elem(int fd, const void *key, _Out_ uint8_t *value)'),
     bpf_map_update_elem: libbpf.func(
@@ -259,46 +274,24 @@ export class BpfObject {
     return check(bindings().bpf_program__fd(prog), 'program fd');
   }
 
-  attachCgroup(prog: bigint, cgroupFd: number): BpfLink {
-    return new BpfLink(checkPointer(bindings().bpf_program__attach_cgroup(prog, cgroupFd), 'attach to cgroup'));
-  }
-
   close(): void {
     if (this.ptr) bindings().bpf_object__close(this.ptr);
     this.ptr = null;
   }
 }
 
-export class BpfLink {
-  constructor(private ptr: bigint | null) {}
+/** Creates a BPF link attaching a program to a target (a cgroup fd, or an ifindex for tcx). */
+export function linkCreate(progFd: number, target: number, attachType: number): number {
+  return check(bindings().bpf_link_create(progFd, target, attachType, null), 'attach program');
+}
 
-  static openPinned(path: string): BpfLink {
-    return new BpfLink(checkPointer(bindings().bpf_link__open(path), `open pinned link ${path}`));
-  }
+/** Atomically replaces the program of a link (BPF_LINK_UPDATE). */
+export function linkUpdate(linkFd: number, progFd: number): void {
+  check(bindings().bpf_link_update(linkFd, progFd, null), 'replace program in link');
+}
 
-  private get handle(): bigint {
-    if (!this.ptr) throw new Error('BPF link used after close');
-    return this.ptr;
-  }
-
-  get fd(): number {
-    return check(bindings().bpf_link__fd(this.handle), 'link fd');
-  }
-
-  pin(path: string): void {
-    check(bindings().bpf_link__pin(this.handle, path), `pin link at ${path}`);
-  }
-
-  /** Atomically replaces the attached program (BPF_LINK_UPDATE). */
-  updateProgram(prog: bigint): void {
-    check(bindings().bpf_link__update_program(this.handle, prog), 'replace program in link');
-  }
-
-  /** Closes our handle; a pinned link stays attached. */
-  close(): void {
-    if (this.ptr) bindings().bpf_link__destroy(this.ptr);
-    this.ptr = null;
-  }
+export function objPin(fd: number, path: string): void {
+  check(bindings().bpf_obj_pin(fd, path), `pin at ${path}`);
 }
 
 /** fd of a pinned object, or null when nothing is pinned at path. */
@@ -370,6 +363,62 @@ export function fdById(kind: BpfObjectKind, id: number): number | null {
 
 export function flock(fd: number, operation: number): number {
   return bindings().flock(fd, operation) === 0 ? 0 : lastErrno();
+}
+
+/** A pidfd for a process, or null when it has gone. */
+export function pidfdOpen(pid: number): number | null {
+  const fd = Number(bindings().syscall(SYS_PIDFD_OPEN, 'int', pid, 'unsigned int', 0));
+  if (fd >= 0) return fd;
+  const errno = lastErrno();
+  if (errno === osConstants.errno.ESRCH) return null;
+  throw new SystemCallError(`pidfd_open ${pid}`, errno);
+}
+
+/** A duplicate, in this process, of another process's file descriptor; null if it is closed. */
+export function pidfdGetfd(pidfd: number, targetFd: number): number | null {
+  const fd = Number(bindings().syscall(SYS_PIDFD_GETFD, 'int', pidfd, 'int', targetFd, 'unsigned int', 0));
+  if (fd >= 0) return fd;
+  const errno = lastErrno();
+  if (errno === osConstants.errno.EBADF || errno === osConstants.errno.ESRCH) return null;
+  throw new SystemCallError('pidfd_getfd', errno);
+}
+
+/** The address family (SO_DOMAIN) and cookie (SO_COOKIE) of a socket. */
+export function socketIdentity(fd: number): { domain: number; cookie: string } {
+  const b = bindings();
+  const value = Buffer.alloc(8);
+  const length = new Uint32Array([4]);
+  if (b.getsockopt(fd, SOL_SOCKET, SO_DOMAIN, value, length) !== 0) {
+    throw new SystemCallError('getsockopt SO_DOMAIN', lastErrno());
+  }
+  const domain = value.readInt32LE(0);
+  length[0] = 8;
+  if (b.getsockopt(fd, SOL_SOCKET, SO_COOKIE, value, length) !== 0) {
+    throw new SystemCallError('getsockopt SO_COOKIE', lastErrno());
+  }
+  return { domain, cookie: value.readBigUInt64LE(0).toString() };
+}
+
+/** Switches this thread into the network namespace open at fd. */
+export function setNetns(fd: number): void {
+  if (bindings().setns(fd, CLONE_NEWNET) !== 0) throw new SystemCallError('setns', lastErrno());
+}
+
+/** The network interfaces of this thread's network namespace. */
+export function interfaces(): Array<{ index: number; name: string }> {
+  const b = bindings();
+  const list = checkPointer(b.if_nameindex(), 'if_nameindex');
+  try {
+    const result: Array<{ index: number; name: string }> = [];
+    // struct if_nameindex { unsigned int if_index; char *if_name; }, ended by {0, NULL}
+    for (let offset = 0; ; offset += 16) {
+      const index = koffi.decode(list, offset, 'uint32_t') as number;
+      if (index === 0) return result;
+      result.push({ index, name: koffi.decode(list, offset + 8, 'const char *') as string });
+    }
+  } finally {
+    b.if_freenameindex(list);
+  }
 }
 
 export function mountBpffs(target: string): void {

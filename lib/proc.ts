@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { errnoCode, notFound, usageError } from './errors.js';
 
 const PF_KTHREAD = 0x00200000;
@@ -62,4 +62,23 @@ export function requireUserProcess(pid: number): ProcessInfo {
     throw usageError('kernel-thread', `pid ${pid} (${info.comm}) is a kernel thread; only user processes can be limited`);
   }
   return info;
+}
+
+/** pid and every process descended from it, parents first. */
+export function descendants(pid: number): number[] {
+  const parentOf = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      parentOf.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // exited while we looked
+    }
+  }
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i++) {
+    for (const [child, parent] of parentOf) if (parent === tree[i]) tree.push(child);
+  }
+  return tree;
 }

@@ -2,67 +2,100 @@
  * The kernel side of an instance: the pinned maps, the BPF program and the
  * pinned link that attaches it to the instance's cgroup.
  */
-import { closeSync, existsSync, mkdirSync, openSync, rmdirSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { MAP_RULES, MAP_STATE, PIN, PROG_EGRESS } from './abi.js';
+import { LAYOUT, MAPS, PIN, PROG_EGRESS, PROG_TC_EGRESS, PROGRAMS, type ProgramName } from './abi.js';
 import { createCgroup, removeCgroup } from './cgroup.js';
 import { errnoCode, LimiterError, operationFailed } from './errors.js';
 import type { Instance } from './instance.js';
-import { BpfObject, fdById, objGet, objInfo, queryCgroupPrograms, AttachType } from './libbpf.js';
+import {
+  AttachType,
+  BpfObject,
+  btfStructLayout,
+  fdById,
+  interfaces,
+  linkCreate,
+  linkUpdate,
+  objGet,
+  objInfo,
+  objPin,
+  queryCgroupPrograms,
+  setNetns,
+} from './libbpf.js';
 import { log } from './log.js';
 
 export interface MapFds {
   rules: number;
   state: number;
+  sockets: number;
+  config: number;
   close(): void;
 }
 
 export const pinPath = (instance: Instance, pin: string) => join(instance.bpffsDir, pin);
 
-const MAP_PINS: Record<string, string> = { [MAP_RULES]: PIN.rules, [MAP_STATE]: PIN.state };
-
 /** The pinned maps, or null when the instance has none. */
 export function openMaps(instance: Instance): MapFds | null {
-  const rules = objGet(pinPath(instance, PIN.rules));
-  if (rules === null) return null;
-  const state = objGet(pinPath(instance, PIN.state));
-  if (state === null) {
-    closeSync(rules);
-    return null;
+  const fds: number[] = [];
+  for (const name of MAPS) {
+    const fd = objGet(pinPath(instance, name));
+    if (fd === null) {
+      fds.forEach((f) => closeSync(f));
+      return null;
+    }
+    fds.push(fd);
   }
-  return { rules, state, close: () => [rules, state].forEach((fd) => closeSync(fd)) };
+  const [rules, state, sockets, config] = fds as [number, number, number, number];
+  return { rules, state, sockets, config, close: () => fds.forEach((fd) => closeSync(fd)) };
 }
 
 export function isAttached(instance: Instance): boolean {
   return existsSync(pinPath(instance, PIN.egressLink));
 }
 
-/**
- * Opens and loads an object, reusing the instance's pinned maps (or pinning new
- * ones). Refuses objects that lack the program or maps this version expects.
- */
-function loadObject(instance: Instance, objectPath: string): { object: BpfObject; program: bigint } {
+/** Why an object cannot serve this version of limiter, or null when it can. */
+export function objectProblem(objectPath: string): string | null {
   let object: BpfObject;
   try {
     object = BpfObject.open(objectPath);
   } catch (err) {
-    throw operationFailed('bad-object', `${objectPath} is not a usable BPF object: ${(err as Error).message}`, {
-      cause: err,
-    });
+    return `not a BPF object: ${(err as Error).message}`;
   }
   try {
-    const program = object.findProgram(PROG_EGRESS);
-    const missing = [PROG_EGRESS, ...Object.keys(MAP_PINS)].filter((name) =>
-      name === PROG_EGRESS ? !program : !object.findMap(name),
-    );
-    if (missing.length > 0 || !program) {
-      throw operationFailed('bad-object', `${objectPath} lacks ${missing.join(', ')}`, {
-        hint: 'use the limiter.bpf.o built from this version of limiter',
-      });
+    const missing = [
+      ...PROGRAMS.filter((name) => !object.findProgram(name)),
+      ...MAPS.filter((name) => !object.findMap(name)),
+    ];
+    if (missing.length > 0) return `it lacks ${missing.join(', ')}`;
+    for (const [struct, layout] of Object.entries(LAYOUT)) {
+      const found = btfStructLayout(objectPath, struct);
+      if (JSON.stringify(found) !== JSON.stringify(layout)) return `its struct ${struct} differs from this version's`;
     }
-    for (const [mapName, pin] of Object.entries(MAP_PINS)) {
-      object.setMapPinPath(object.findMap(mapName)!, pinPath(instance, pin));
-    }
+    return null;
+  } finally {
+    object.close();
+  }
+}
+
+interface Loaded {
+  object: BpfObject;
+  programFds: Record<ProgramName, number>;
+}
+
+/**
+ * Checks an object, then loads it reusing the instance's pinned maps (or
+ * pinning new ones). Nothing pinned changes unless the load succeeds.
+ */
+function loadObject(instance: Instance, objectPath: string): Loaded {
+  const problem = objectProblem(objectPath);
+  if (problem) {
+    throw operationFailed('bad-object', `${objectPath} cannot be used: ${problem}`, {
+      hint: 'use the limiter.bpf.o built from this version of limiter',
+    });
+  }
+  const object = BpfObject.open(objectPath);
+  try {
+    for (const name of MAPS) object.setMapPinPath(object.findMap(name)!, pinPath(instance, name));
     try {
       object.load();
     } catch (err) {
@@ -71,16 +104,39 @@ function loadObject(instance: Instance, objectPath: string): { object: BpfObject
         hint: 'run with -v to see the verifier log',
       });
     }
-    return { object, program };
+    const programFds = Object.fromEntries(
+      PROGRAMS.map((name) => [name, object.programFd(object.findProgram(name)!)]),
+    ) as Record<ProgramName, number>;
+    return { object, programFds };
   } catch (err) {
     object.close();
     throw err;
   }
 }
 
+function unlinkIfPresent(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if (errnoCode(err) !== 'ENOENT') throw err;
+  }
+}
+
+/** Runs undo steps newest first, reporting (not throwing) their own failures. */
+export function rollBack(undo: Array<() => void>): void {
+  for (const step of undo.reverse()) {
+    try {
+      step();
+    } catch (err) {
+      log.warn(`could not undo a step: ${(err as Error).message}`);
+    }
+  }
+}
+
 /**
- * Loads the program and attaches it to the instance cgroup through a pinned
- * link, unless that is done already. On failure, removes what it created.
+ * Loads the programs and attaches limiter_egress to the instance cgroup
+ * through a pinned link, unless that is done already. On failure, removes
+ * what it created.
  */
 export function ensureAttached(instance: Instance, cgroupMount: string, objectPath: string): void {
   if (isAttached(instance)) return;
@@ -95,19 +151,23 @@ export function ensureAttached(instance: Instance, cgroupMount: string, objectPa
       mkdirSync(instance.bpffsDir, { mode: 0o700 });
       undo.push(() => rmdirSync(instance.bpffsDir));
     }
-    const pinnedBefore = Object.values(MAP_PINS).filter((pin) => existsSync(pinPath(instance, pin)));
-    for (const pin of Object.values(MAP_PINS)) {
-      if (!pinnedBefore.includes(pin)) undo.push(() => unlinkIfPresent(pinPath(instance, pin)));
+    for (const name of MAPS) {
+      if (!existsSync(pinPath(instance, name))) undo.push(() => unlinkIfPresent(pinPath(instance, name)));
     }
-    const { object, program } = loadObject(instance, objectPath);
+    const { object, programFds } = loadObject(instance, objectPath);
     try {
+      for (const name of PROGRAMS) {
+        unlinkIfPresent(pinPath(instance, name));
+        objPin(programFds[name], pinPath(instance, name));
+        undo.push(() => unlinkIfPresent(pinPath(instance, name)));
+      }
       const cgroupFd = openSync(instance.cgroupDir, 'r');
       try {
-        const link = object.attachCgroup(program, cgroupFd);
+        const link = linkCreate(programFds[PROG_EGRESS], cgroupFd, AttachType.cgroupInetEgress);
         try {
-          link.pin(pinPath(instance, PIN.egressLink));
+          objPin(link, pinPath(instance, PIN.egressLink));
         } finally {
-          link.close();
+          closeSync(link);
         }
       } finally {
         closeSync(cgroupFd);
@@ -117,31 +177,127 @@ export function ensureAttached(instance: Instance, cgroupMount: string, objectPa
     }
     log.debug(`attached ${PROG_EGRESS} to ${instance.cgroupDir}`);
   } catch (err) {
-    for (const step of undo.reverse()) {
-      try {
-        step();
-      } catch (undoErr) {
-        log.warn(`could not undo a step: ${(undoErr as Error).message}`);
-      }
-    }
+    rollBack(undo);
     throw err instanceof LimiterError
       ? err
       : operationFailed('attach-failed', `cannot attach the BPF program: ${(err as Error).message}`, { cause: err });
   }
 }
 
-function unlinkIfPresent(path: string): void {
+const tcxPins = (instance: Instance) => {
   try {
-    unlinkSync(path);
+    return readdirSync(instance.bpffsDir).filter((name) => name.startsWith(PIN.tcxLinkPrefix));
   } catch (err) {
-    if (errnoCode(err) !== 'ENOENT') throw err;
+    if (errnoCode(err) === 'ENOENT') return [];
+    throw err;
+  }
+};
+
+/** The program each pinned link runs: the cgroup link and the tcx links. */
+function pinnedLinks(instance: Instance): Array<{ pin: string; program: ProgramName }> {
+  return [
+    { pin: PIN.egressLink, program: PROG_EGRESS as ProgramName },
+    ...tcxPins(instance).map((pin) => ({ pin, program: PROG_TC_EGRESS as ProgramName })),
+  ].filter((l) => existsSync(pinPath(instance, l.pin)));
+}
+
+/**
+ * Attaches limiter_tc_egress with tcx to every interface of a network
+ * namespace (given as /proc/<pid>/ns/net), each through a pinned link.
+ * Returns the pins it created.
+ */
+export function attachTcx(instance: Instance, netnsPath: string): string[] {
+  const netnsInode = statSync(netnsPath).ino;
+  const programFd = objGet(pinPath(instance, PROG_TC_EGRESS));
+  if (programFd === null) throw operationFailed('no-program', `${PROG_TC_EGRESS} is not pinned in ${instance.bpffsDir}`);
+  const created: string[] = [];
+  const inside = statSync('/proc/thread-self/ns/net').ino === netnsInode;
+  const home = inside ? null : openSync('/proc/thread-self/ns/net', 'r');
+  const target = inside ? null : openSync(netnsPath, 'r');
+  try {
+    if (target !== null) setNetns(target);
+    for (const { index } of interfaces()) {
+      const pin = `${PIN.tcxLinkPrefix}${netnsInode}_${index}`;
+      if (existsSync(pinPath(instance, pin))) continue;
+      const link = linkCreate(programFd, index, AttachType.tcxEgress);
+      try {
+        objPin(link, pinPath(instance, pin));
+        created.push(pin);
+      } finally {
+        closeSync(link);
+      }
+    }
+    return created;
+  } catch (err) {
+    created.forEach((pin) => unlinkIfPresent(pinPath(instance, pin)));
+    throw err;
+  } finally {
+    if (home !== null) {
+      setNetns(home);
+      closeSync(home);
+    }
+    if (target !== null) closeSync(target);
+    closeSync(programFd);
   }
 }
 
-/** Unpins the link (detaching the program) and the maps, and removes the bpffs directory. Idempotent. */
+/** Detaches every tcx link of the instance. Idempotent. */
+export function detachTcx(instance: Instance): void {
+  for (const pin of tcxPins(instance)) unlinkIfPresent(pinPath(instance, pin));
+}
+
+/**
+ * Replaces the program in every pinned link with the one from objectPath,
+ * keeping the maps (limits, tokens and counters carry on). The object is
+ * checked and loaded before anything is touched; if one link cannot be
+ * updated, the links already updated get their old program back.
+ */
+export function reloadPrograms(instance: Instance, objectPath: string): { links: number } {
+  if (!isAttached(instance)) {
+    throw operationFailed('not-attached', `instance ${instance.name} has no program attached`, {
+      hint: "'limiter set' attaches it",
+    });
+  }
+  const { object, programFds } = loadObject(instance, objectPath);
+  const undo: Array<() => void> = [];
+  try {
+    const links = pinnedLinks(instance);
+    for (const { pin, program } of links) {
+      const linkFd = objGet(pinPath(instance, pin));
+      if (linkFd === null) continue;
+      try {
+        const oldProgram = objGet(pinPath(instance, program));
+        linkUpdate(linkFd, programFds[program]);
+        if (oldProgram !== null) {
+          undo.push(() => {
+            const fd = objGet(pinPath(instance, pin));
+            if (fd !== null) linkUpdate(fd, oldProgram);
+            if (fd !== null) closeSync(fd);
+            closeSync(oldProgram);
+          });
+        }
+      } finally {
+        closeSync(linkFd);
+      }
+    }
+    for (const name of PROGRAMS) {
+      unlinkIfPresent(pinPath(instance, name));
+      objPin(programFds[name], pinPath(instance, name));
+    }
+    return { links: links.length };
+  } catch (err) {
+    rollBack(undo);
+    throw err;
+  } finally {
+    object.close();
+  }
+}
+
+/** Unpins the links (detaching the programs), the programs and the maps, and removes the bpffs directory. Idempotent. */
 export function unpinAll(instance: Instance): void {
   unlinkIfPresent(pinPath(instance, PIN.egressLink));
-  for (const pin of Object.values(MAP_PINS)) unlinkIfPresent(pinPath(instance, pin));
+  detachTcx(instance);
+  for (const name of [...PROGRAMS, ...MAPS]) unlinkIfPresent(pinPath(instance, name));
   try {
     rmdirSync(instance.bpffsDir);
   } catch (err) {
@@ -163,7 +319,8 @@ export interface ProgramView {
 export interface LinkView {
   id: number;
   programId: number;
-  cgroupId: number;
+  /** cgroup id for the cgroup link, ifindex for a tcx link */
+  target: number;
   pinned: string;
 }
 export interface MapView {
@@ -174,6 +331,8 @@ export interface MapView {
 }
 export interface KernelView {
   link: LinkView | null;
+  /** tcx links limiting adopted sockets, one per interface */
+  tcxLinks: LinkView[];
   /** programs attached to the instance cgroup, by whatever means */
   programs: ProgramView[];
   maps: MapView[];
@@ -212,20 +371,24 @@ function withPinned<T>(path: string, read: (fd: number) => T): T | null {
 
 /** What the kernel holds for the instance: pinned link and maps, attached programs. */
 export function inspectKernel(instance: Instance): KernelView {
-  const linkPin = pinPath(instance, PIN.egressLink);
-  const link = withPinned(linkPin, (fd) => {
-    // struct bpf_link_info: id @4, prog_id @8, cgroup.cgroup_id @16
-    const info = Buffer.alloc(32);
-    objInfo(fd, info);
-    return {
-      id: info.readUInt32LE(4),
-      programId: info.readUInt32LE(8),
-      cgroupId: Number(info.readBigUInt64LE(16)),
-      pinned: linkPin,
-    };
-  });
+  const linkView = (pin: string) =>
+    withPinned(pinPath(instance, pin), (fd) => {
+      // struct bpf_link_info: id @4, prog_id @8, then cgroup.cgroup_id (u64) or tcx.ifindex (u32) @16
+      const info = Buffer.alloc(32);
+      objInfo(fd, info);
+      return {
+        id: info.readUInt32LE(4),
+        programId: info.readUInt32LE(8),
+        target: pin === PIN.egressLink ? Number(info.readBigUInt64LE(16)) : info.readUInt32LE(16),
+        pinned: pinPath(instance, pin),
+      };
+    });
+  const link = linkView(PIN.egressLink);
+  const tcxLinks = tcxPins(instance)
+    .map(linkView)
+    .filter((l): l is LinkView => l !== null);
   const maps: MapView[] = [];
-  for (const pin of Object.values(MAP_PINS)) {
+  for (const pin of MAPS) {
     const view = withPinned(pinPath(instance, pin), (fd) => {
       // struct bpf_map_info: id @4, max_entries @16, name[16] @24
       const info = Buffer.alloc(40);
@@ -251,5 +414,5 @@ export function inspectKernel(instance: Instance): KernelView {
       closeSync(cgroupFd);
     }
   }
-  return { link, programs, maps };
+  return { link, tcxLinks, programs, maps };
 }

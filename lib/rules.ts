@@ -1,18 +1,21 @@
 /**
  * The rule store: each rule is a cgroup under the instance cgroup, an entry in
  * the rules map keyed by its cgroup id, a slot in the state map, and a record
- * in the runtime state (its members and where they came from).
+ * in the runtime state (its members, where they came from, their sockets).
  */
-import { existsSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, realpathSync, rmSync } from 'node:fs';
+import { dirname, basename, join } from 'node:path';
 import {
   decodeRule,
   decodeState,
   emptyRuleBuffer,
   emptyStateBuffer,
   encodeCgroupId,
+  encodeConfig,
+  encodeCookie,
   encodeRule,
   encodeSlot,
+  encodeSocket,
   MAX_RULES,
   NO_LIMIT,
   type Limit,
@@ -29,19 +32,32 @@ import {
   movePid,
   removeCgroup,
 } from './cgroup.js';
-import { notFound, operationFailed, usageError } from './errors.js';
+import { errnoCode, notFound, operationFailed, usageError } from './errors.js';
 import { NAME_FORMS, NAME_PATTERN } from './instance.js';
 import { mapDelete, mapLookup, mapUpdate } from './libbpf.js';
 import { acquireLock } from './lock.js';
 import { log } from './log.js';
 import type { Context } from './preflight.js';
-import { ensureAttached, isAttached, openMaps, unpinAll, type MapFds } from './program.js';
-import { readProcess, requireUserProcess } from './proc.js';
-import { emptyState, loadState, saveState, type RuleRecord, type State } from './state.js';
+import {
+  attachTcx,
+  detachTcx,
+  ensureAttached,
+  isAttached,
+  openMaps,
+  reloadPrograms,
+  rollBack,
+  unpinAll,
+  type MapFds,
+} from './program.js';
+import { descendants, readProcess, requireUserProcess } from './proc.js';
+import { inetSocketCookies } from './sockets.js';
+import { emptyState, loadState, saveState, type MemberRecord, type RuleRecord, type State } from './state.js';
 
 const NSEC_PER_SEC = 1_000_000_000n;
 /** burst_ns must stay far from u64 overflow in the program's time arithmetic. */
 const MAX_BURST_NS = 1n << 62n;
+/** Sockets map value for a socket released from its rule: no rule has cgroup id 0. */
+const RELEASED = 0;
 
 export function validateRuleName(name: string): string {
   if (!NAME_PATTERN.test(name)) {
@@ -69,27 +85,8 @@ export interface RuleInfo {
   value: RuleValue | null;
   counters: StateValue | null;
   pids: number[];
-}
-
-export interface SetOptions {
-  pid: number;
-  limit: Limit;
-  name?: string;
-}
-
-export interface SetResult {
-  rule: RuleInfo;
-  created: boolean;
-  /** the rule the process left, if any */
-  previousRule: string | null;
-  /** that rule was removed because it became empty */
-  removedRule: boolean;
-}
-
-export interface UnsetResult {
-  rule: string;
-  origin: string;
-  removedRule: boolean;
+  /** sockets created before their process joined, limited by cookie */
+  adoptedSockets: number;
 }
 
 const ruleDir = (ctx: Context, name: string) => join(ctx.instance.cgroupDir, name);
@@ -118,23 +115,45 @@ function withLockedState<T>(ctx: Context, work: (state: State) => T): T {
   }
 }
 
-function requireMaps(ctx: Context): MapFds {
-  const maps = openMaps(ctx.instance);
-  if (!maps) {
-    throw operationFailed('no-maps', `the maps of instance ${ctx.instance.name} are not pinned in ${ctx.instance.bpffsDir}`);
-  }
-  return maps;
+/**
+ * A state change under the lock with the maps open: all or nothing. Steps
+ * register their undo; a failure runs them newest first.
+ */
+function transaction<T>(ctx: Context, options: { attach: boolean }, work: (t: Transaction) => T): T {
+  return withLockedState(ctx, (state) => {
+    const undo: Array<() => void> = [];
+    let maps: MapFds | null = null;
+    try {
+      if (options.attach && !isAttached(ctx.instance)) {
+        ensureAttached(ctx.instance, ctx.cgroupMount, ctx.objectPath);
+        undo.push(() => removeInstance(ctx));
+      }
+      maps = openMaps(ctx.instance);
+      if (!maps) {
+        throw notFound('no-rules', `instance ${ctx.instance.name} has no rules`, {
+          hint: "'limiter set' creates the first one",
+        });
+      }
+      const t: Transaction = { ctx, maps, state, undo };
+      forgetExited(t);
+      const result = work(t);
+      syncSockets(t);
+      saveState(ctx.instance.stateFile, state);
+      return result;
+    } catch (err) {
+      rollBack(undo);
+      throw err;
+    } finally {
+      maps?.close();
+    }
+  });
 }
 
-/** Runs undo steps newest first, reporting (not throwing) their own failures. */
-function rollBack(undo: Array<() => void>): void {
-  for (const step of undo.reverse()) {
-    try {
-      step();
-    } catch (err) {
-      log.warn(`could not undo a step: ${(err as Error).message}`);
-    }
-  }
+interface Transaction {
+  ctx: Context;
+  maps: MapFds;
+  state: State;
+  undo: Array<() => void>;
 }
 
 function allocateSlot(state: State): number {
@@ -143,7 +162,11 @@ function allocateSlot(state: State): number {
   throw operationFailed('too-many-rules', `at most ${MAX_RULES} rules can exist at once`);
 }
 
-function createRule(ctx: Context, maps: MapFds, state: State, name: string, limit: Limit, undo: Array<() => void>) {
+function ruleValue(egress: Limit, slot: number): RuleValue {
+  return { limits: { egress, ingress: NO_LIMIT }, slot };
+}
+
+function createRule({ ctx, maps, state, undo }: Transaction, name: string, limit: Limit): RuleRecord {
   const slot = allocateSlot(state);
   const dir = ruleDir(ctx, name);
   if (createCgroup(dir)) undo.push(() => removeCgroup(dir));
@@ -152,33 +175,56 @@ function createRule(ctx: Context, maps: MapFds, state: State, name: string, limi
       hint: "'limiter list' shows it; 'limiter purge' clears the instance",
     });
   }
-  const record: RuleRecord = { cgroupId: cgroupId(dir), slot, members: {} };
-  mapUpdate(maps.state, encodeSlot(record.slot), emptyStateBuffer());
+  const record: RuleRecord = { cgroupId: cgroupId(dir), slot, members: {}, released: [] };
+  mapUpdate(maps.state, encodeSlot(slot), emptyStateBuffer());
   const key = encodeCgroupId(record.cgroupId);
-  mapUpdate(maps.rules, key, encodeRule(ruleValue(limit, record.slot)));
+  mapUpdate(maps.rules, key, encodeRule(ruleValue(limit, slot)));
   undo.push(() => mapDelete(maps.rules, key));
   state.rules[name] = record;
   undo.push(() => delete state.rules[name]);
   return record;
 }
 
-function ruleValue(egress: Limit, slot: number): RuleValue {
-  return { limits: { egress, ingress: NO_LIMIT }, slot };
+function changeLimit({ maps, undo }: Transaction, record: RuleRecord, limit: Limit): void {
+  const key = encodeCgroupId(record.cgroupId);
+  const old = emptyRuleBuffer();
+  const hadValue = mapLookup(maps.rules, key, old);
+  mapUpdate(maps.rules, key, encodeRule(ruleValue(limit, record.slot)));
+  undo.push(() => (hadValue ? mapUpdate(maps.rules, key, old) : mapDelete(maps.rules, key)));
 }
 
-/** Removes an empty rule: cgroup first (the kernel refuses if it is populated), then its limit. */
-function removeRule(ctx: Context, maps: MapFds | null, state: State, name: string): void {
+/** Points sockets at a rule (or RELEASED), remembering their previous entries for undo. */
+function pointSockets({ maps, undo }: Transaction, cookies: string[], ruleCgroupId: number): void {
+  for (const cookie of cookies) {
+    const key = encodeCookie(cookie);
+    const old = Buffer.alloc(8);
+    const had = mapLookup(maps.sockets, key, old);
+    mapUpdate(maps.sockets, key, encodeSocket(ruleCgroupId));
+    undo.push(() => (had ? mapUpdate(maps.sockets, key, old) : mapDelete(maps.sockets, key)));
+  }
+}
+
+function forgetSockets({ maps }: Transaction, cookies: string[]): void {
+  for (const cookie of cookies) mapDelete(maps.sockets, encodeCookie(cookie));
+}
+
+/** Removes an empty rule: cgroup first (the kernel refuses while it is populated), then its map entries. */
+function removeRule(t: Transaction, name: string): void {
+  const { ctx, maps, state } = t;
   removeCgroup(ruleDir(ctx, name));
   const record = state.rules[name];
-  if (record && maps) mapDelete(maps.rules, encodeCgroupId(record.cgroupId));
+  if (record) {
+    mapDelete(maps.rules, encodeCgroupId(record.cgroupId));
+    forgetSockets(t, [...Object.values(record.members).flatMap((m) => m.sockets), ...record.released]);
+  }
   delete state.rules[name];
   if (state.lastRule === name) state.lastRule = null;
 }
 
-function removeIfEmpty(ctx: Context, maps: MapFds, state: State, name: string): boolean {
-  if (listPids(ruleDir(ctx, name)).length > 0) return false;
+function removeIfEmpty(t: Transaction, name: string): boolean {
+  if (listPids(ruleDir(t.ctx, name)).length > 0) return false;
   try {
-    removeRule(ctx, maps, state, name);
+    removeRule(t, name);
     return true;
   } catch (err) {
     log.warn(`rule ${name} is empty but could not be removed: ${(err as Error).message}`);
@@ -186,111 +232,213 @@ function removeIfEmpty(ctx: Context, maps: MapFds, state: State, name: string): 
   }
 }
 
-/** Where a member of a rule goes back to: its recorded origin, if the record is for this very process. */
-function originOf(state: State, rule: string | null, pid: number): string | null {
+/** The member record of pid in rule, if it is about this very process (not a reused pid). */
+function memberOf(state: State, rule: string | null, pid: number): MemberRecord | null {
   const member = rule === null ? undefined : state.rules[rule]?.members[String(pid)];
   if (!member) return null;
   const process = readProcess(pid);
-  return process && process.startTime === member.startTime ? member.origin : null;
+  return process && process.startTime === member.startTime ? member : null;
+}
+
+/** Drops the records of members that have exited, and their sockets' entries. */
+function forgetExited(t: Transaction): void {
+  for (const [name, record] of Object.entries(t.state.rules)) {
+    for (const [pid, member] of Object.entries(record.members)) {
+      if (memberOf(t.state, name, Number(pid)) === null) {
+        forgetSockets(t, member.sockets);
+        delete record.members[pid];
+      }
+    }
+  }
+}
+
+/**
+ * Tells the programs how many sockets entries exist (0 spares them a lookup)
+ * and keeps the tcx links attached exactly while some socket is adopted.
+ */
+function syncSockets({ ctx, maps, state }: Transaction): void {
+  const records = Object.values(state.rules);
+  const adopters = records.flatMap((r) => Object.entries(r.members)).filter(([, m]) => m.sockets.length > 0);
+  const entries = records.reduce((n, r) => n + r.released.length, 0) + adopters.reduce((n, [, m]) => n + m.sockets.length, 0);
+  mapUpdate(maps.config, encodeSlot(0), encodeConfig(entries));
+  if (adopters.length === 0) {
+    detachTcx(ctx.instance);
+    return;
+  }
+  for (const [pid] of adopters) {
+    try {
+      attachTcx(ctx.instance, `/proc/${pid}/ns/net`);
+    } catch (err) {
+      log.warn(`connections pid ${pid} opened before it was limited stay unlimited: ${(err as Error).message}`);
+    }
+  }
+}
+
+export interface JoinResult {
+  pid: number;
+  /** the rule it left, if any */
+  left: string | null;
+  /** that rule was removed because it became empty */
+  removedRule: boolean;
+  /** sockets it already had, now limited by the rule */
+  adoptedSockets: number;
+}
+
+/**
+ * Moves one process into a rule: records where it came from, and points the
+ * sockets it already has at the rule, so that its existing connections are
+ * limited too.
+ */
+function joinRule(t: Transaction, pid: number, name: string): JoinResult | null {
+  const { ctx, state, undo } = t;
+  const process = readProcess(pid);
+  if (!process || process.isKernelThread) return null;
+  const current = ruleOfPid(ctx, pid);
+  if (current === name) return null;
+  const record = state.rules[name]!;
+  const previous = memberOf(state, current, pid);
+  const origin = previous?.origin ?? (current === null ? cgroupOfPid(pid)! : '/');
+  movePid(pid, ruleDir(ctx, name));
+  undo.push(() => movePid(pid, current === null ? cgroupDirOf(ctx.cgroupMount, origin) : ruleDir(ctx, current)));
+  const sockets = inetSocketCookies(pid);
+  pointSockets(t, sockets, record.cgroupId);
+  record.members[String(pid)] = { origin, startTime: process.startTime, sockets };
+  record.released = record.released.filter((c) => !sockets.includes(c));
+  let removedRule = false;
+  if (current !== null && state.rules[current]) {
+    delete state.rules[current].members[String(pid)];
+    removedRule = removeIfEmpty(t, current);
+  }
+  return { pid, left: current, removedRule, adoptedSockets: sockets.length };
+}
+
+export interface SetOptions {
+  pid: number;
+  limit: Limit;
+  name?: string;
+  /** also every descendant of pid */
+  tree?: boolean;
+}
+
+export interface SetResult {
+  rule: RuleInfo;
+  created: boolean;
+  joined: JoinResult[];
 }
 
 /**
  * Limits a process: creates its rule (or changes the rule it is already in)
- * and moves it there. All or nothing: a failure undoes every step.
+ * and moves it there, with its threads and, with tree, its descendants.
  */
 export function setRule(ctx: Context, options: SetOptions): SetResult {
-  const process = requireUserProcess(options.pid);
+  requireUserProcess(options.pid);
   if (options.name !== undefined) validateRuleName(options.name);
-  return withLockedState(ctx, (state) => {
-    const undo: Array<() => void> = [];
-    try {
-      if (!isAttached(ctx.instance)) {
-        ensureAttached(ctx.instance, ctx.cgroupMount, ctx.objectPath);
-        undo.push(() => removeInstance(ctx));
-      }
-      const maps = requireMaps(ctx);
-      undo.push(() => maps.close());
-      const result = applySet(ctx, maps, state, options, process.startTime, undo);
-      maps.close();
-      return result;
-    } catch (err) {
-      rollBack(undo);
-      throw err;
-    }
+  return transaction(ctx, { attach: true }, (t) => {
+    const current = ruleOfPid(ctx, options.pid);
+    const name = options.name ?? current ?? `pid-${options.pid}`;
+    let record = t.state.rules[name];
+    const created = !record;
+    if (record) changeLimit(t, record, options.limit);
+    else record = createRule(t, name, options.limit);
+    const joined = joinAll(t, options.pid, name, options.tree);
+    t.state.lastRule = name;
+    return { rule: describeRule(ctx, t.maps, name, record.cgroupId, t.state), created, joined };
   });
 }
 
-function applySet(
-  ctx: Context,
-  maps: MapFds,
-  state: State,
-  options: SetOptions,
-  startTime: number,
-  undo: Array<() => void>,
-): SetResult {
-  const pid = options.pid;
-  const current = ruleOfPid(ctx, pid);
-  const name = options.name ?? current ?? `pid-${pid}`;
-  let record = state.rules[name];
-  const created = !record;
-  if (!record) {
-    record = createRule(ctx, maps, state, name, options.limit, undo);
-  } else {
-    const key = encodeCgroupId(record.cgroupId);
-    const old = emptyRuleBuffer();
-    const hadValue = mapLookup(maps.rules, key, old);
-    mapUpdate(maps.rules, key, encodeRule(ruleValue(options.limit, record.slot)));
-    undo.push(() => (hadValue ? mapUpdate(maps.rules, key, old) : mapDelete(maps.rules, key)));
-  }
-  let removedRule = false;
-  if (current !== name) {
-    const origin = originOf(state, current, pid) ?? (current === null ? cgroupOfPid(pid)! : '/');
-    movePid(pid, ruleDir(ctx, name));
-    undo.push(() => movePid(pid, current === null ? cgroupDirOf(ctx.cgroupMount, origin) : ruleDir(ctx, current)));
-    record.members[String(pid)] = { origin, startTime };
-    if (current !== null && state.rules[current]) {
-      delete state.rules[current].members[String(pid)];
-      removedRule = removeIfEmpty(ctx, maps, state, current);
-    }
-  }
-  state.lastRule = name;
-  saveState(ctx.instance.stateFile, state);
-  return {
-    rule: describeRule(ctx, maps, name, record.cgroupId),
-    created,
-    previousRule: current === name ? null : current,
-    removedRule,
-  };
+function joinAll(t: Transaction, pid: number, name: string, tree = false): JoinResult[] {
+  const pids = tree ? descendants(pid) : [pid];
+  return pids.map((p) => joinRule(t, p, name)).filter((j): j is JoinResult => j !== null);
 }
 
-/** Puts a process back where it came from; removes its rule if that leaves it empty. */
-export function unsetPid(ctx: Context, pid: number): UnsetResult {
+export type MoveTarget = { cgroupPath: string } | { cgroupId: number } | { last: true };
+
+/** The rule a move target names; refuses paths outside the instance's rules. */
+export function resolveTarget(ctx: Context, state: State, target: MoveTarget): string {
+  if ('last' in target) {
+    if (state.lastRule === null || !state.rules[state.lastRule]) {
+      throw notFound('no-last-rule', `instance ${ctx.instance.name} has no rule set last`);
+    }
+    return state.lastRule;
+  }
+  if ('cgroupId' in target) {
+    const name = Object.keys(state.rules).find((n) => state.rules[n]!.cgroupId === target.cgroupId);
+    if (!name) throw notFound('no-such-rule', `no rule of instance ${ctx.instance.name} has cgroup id ${target.cgroupId}`);
+    return name;
+  }
+  let real: string;
+  try {
+    real = realpathSync(target.cgroupPath);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') throw notFound('no-such-cgroup', `no cgroup at ${target.cgroupPath}`);
+    throw err;
+  }
+  const name = basename(real);
+  if (dirname(real) !== realpathSync(ctx.instance.cgroupDir) || !state.rules[name]) {
+    throw usageError('outside-instance', `${target.cgroupPath} is not a rule of instance ${ctx.instance.name}`, {
+      hint: `rules are the directories ${ctx.instance.cgroupDir}/<rule> that 'limiter list' shows`,
+    });
+  }
+  return name;
+}
+
+/** Moves a process (and, with tree, its descendants) into an existing rule. */
+export function moveToRule(ctx: Context, pid: number, target: MoveTarget, tree = false): { rule: string; joined: JoinResult[] } {
+  requireUserProcess(pid);
+  return transaction(ctx, { attach: false }, (t) => {
+    const rule = resolveTarget(ctx, t.state, target);
+    return { rule, joined: joinAll(t, pid, rule, tree) };
+  });
+}
+
+export interface UnsetResult {
+  pid: number;
+  rule: string;
+  origin: string;
+  removedRule: boolean;
+}
+
+/**
+ * Takes a process out of its rule: moves it back where it came from and
+ * releases its sockets, including those it opened while limited. Removes
+ * the rule if that leaves it empty.
+ */
+export function unsetPid(ctx: Context, pid: number, tree = false): UnsetResult[] {
   requireUserProcess(pid);
   const notLimited = () => notFound('not-limited', `pid ${pid} is not limited by instance ${ctx.instance.name}`);
   if (ruleOfPid(ctx, pid) === null) throw notLimited();
-  return withLockedState(ctx, (state) => {
-    const rule = ruleOfPid(ctx, pid);
-    if (rule === null) throw notLimited();
-    const origin = returnToOrigin(ctx, state, rule, pid);
-    const record = state.rules[rule];
-    if (record) delete record.members[String(pid)];
-    const maps = openMaps(ctx.instance);
-    try {
-      const removedRule = maps ? removeIfEmpty(ctx, maps, state, rule) : false;
-      saveState(ctx.instance.stateFile, state);
-      return { rule, origin, removedRule };
-    } finally {
-      maps?.close();
-    }
+  return transaction(ctx, { attach: false }, (t) => {
+    if (ruleOfPid(ctx, pid) === null) throw notLimited();
+    const pids = tree ? descendants(pid) : [pid];
+    return pids.map((p) => leaveRule(t, p)).filter((r): r is UnsetResult => r !== null);
   });
+}
+
+function leaveRule(t: Transaction, pid: number): UnsetResult | null {
+  const { ctx, state } = t;
+  const rule = readProcess(pid) ? ruleOfPid(ctx, pid) : null;
+  if (rule === null) return null;
+  const member = memberOf(state, rule, pid);
+  const origin = returnToOrigin(ctx, member, pid);
+  const record = state.rules[rule];
+  const sockets = [...new Set([...(member?.sockets ?? []), ...inetSocketCookies(pid)])];
+  if (record) delete record.members[String(pid)];
+  const removedRule = removeIfEmpty(t, rule);
+  if (!removedRule && record) {
+    pointSockets(t, sockets, RELEASED);
+    record.released = [...new Set([...record.released, ...sockets])];
+  } else {
+    forgetSockets(t, sockets);
+  }
+  return { pid, rule, origin, removedRule };
 }
 
 /**
  * Moves pid to its recorded origin, or to the nearest existing ancestor of it,
  * or to the root when nothing is recorded. Returns where it went.
  */
-function returnToOrigin(ctx: Context, state: State, rule: string, pid: number): string {
-  let origin = originOf(state, rule, pid);
+function returnToOrigin(ctx: Context, member: MemberRecord | null, pid: number): string {
+  let origin = member?.origin ?? null;
   if (origin === null) {
     log.warn(`no record of where pid ${pid} came from; moving it to the root cgroup`);
     origin = '/';
@@ -304,7 +452,7 @@ function returnToOrigin(ctx: Context, state: State, rule: string, pid: number): 
   return target;
 }
 
-function describeRule(ctx: Context, maps: MapFds | null, name: string, id: number): RuleInfo {
+function describeRule(ctx: Context, maps: MapFds | null, name: string, id: number, state: State | null): RuleInfo {
   const dir = ruleDir(ctx, name);
   let value: RuleValue | null = null;
   let counters: StateValue | null = null;
@@ -316,7 +464,16 @@ function describeRule(ctx: Context, maps: MapFds | null, name: string, id: numbe
       if (mapLookup(maps.state, encodeSlot(value.slot), stateBuf)) counters = decodeState(stateBuf);
     }
   }
-  return { name, cgroupId: id, cgroupPath: dir, value, counters, pids: listPids(dir) };
+  const members = Object.values(state?.rules[name]?.members ?? {});
+  return {
+    name,
+    cgroupId: id,
+    cgroupPath: dir,
+    value,
+    counters,
+    pids: listPids(dir),
+    adoptedSockets: members.reduce((n, m) => n + m.sockets.length, 0),
+  };
 }
 
 export interface ListOptions {
@@ -331,9 +488,10 @@ export function listRules(ctx: Context, options: ListOptions = {}): RuleInfo[] {
     const rule = ruleOfPid(ctx, options.pid);
     names = rule === null ? [] : names.filter((n) => n === rule);
   }
+  const state = existsSync(ctx.instance.stateFile) ? loadState(ctx.instance.stateFile) : null;
   const maps = ctx.bpffsMounted ? openMaps(ctx.instance) : null;
   try {
-    return names.map((name) => describeRule(ctx, maps, name, cgroupId(ruleDir(ctx, name))));
+    return names.map((name) => describeRule(ctx, maps, name, cgroupId(ruleDir(ctx, name)), state));
   } finally {
     maps?.close();
   }
@@ -354,7 +512,7 @@ export interface PurgeResult {
 
 /**
  * Removes everything the instance owns: processes go back where they came
- * from, then rule cgroups, the link (detaching the program), the maps, the
+ * from, then rule cgroups, the links (detaching the programs), the maps, the
  * instance cgroup and the runtime directory. Idempotent; carries on past a
  * failed step and reports the failures at the end.
  */
@@ -380,7 +538,7 @@ export function purge(ctx: Context): PurgeResult {
     for (const name of childCgroups(ctx.instance.cgroupDir)) {
       for (const pid of listPids(ruleDir(ctx, name))) {
         attempt(() => {
-          returnToOrigin(ctx, state, name, pid);
+          returnToOrigin(ctx, memberOf(state, name, pid), pid);
           result.pids.push(pid);
         });
       }
@@ -399,4 +557,34 @@ export function purge(ctx: Context): PurgeResult {
   } finally {
     lock.release();
   }
+}
+
+/**
+ * Replaces the programs of the instance with those of objectPath, keeping the
+ * maps. The object is checked and loaded before any link changes.
+ */
+export function reload(ctx: Context, objectPath: string): { links: number } {
+  const lock = acquireLock(ctx.instance.runDir, ctx.lockTimeoutMs);
+  try {
+    return reloadPrograms(ctx.instance, objectPath);
+  } finally {
+    lock.release();
+  }
+}
+
+/**
+ * Ends a rule that `run` created: processes its command left behind go back
+ * to the command's origin, and the rule is removed unless someone else has
+ * joined it since. A rule the command only joined (by --name) is left alone.
+ */
+export function endRun(ctx: Context, name: string, createdByRun: boolean, origin: string): void {
+  if (!createdByRun) return;
+  transaction(ctx, { attach: false }, (t) => {
+    const record = t.state.rules[name];
+    if (!record) return;
+    for (const pid of listPids(ruleDir(ctx, name))) {
+      if (!record.members[String(pid)]) movePid(pid, cgroupDirOf(ctx.cgroupMount, origin));
+    }
+    removeIfEmpty(t, name);
+  });
 }

@@ -7,12 +7,16 @@ export interface MemberRecord {
   origin: string;
   /** /proc/<pid>/stat start time: tells this process from a later one with the same pid */
   startTime: number;
+  /** cookies of the sockets it had when it joined: the sockets map points them at the rule */
+  sockets: string[];
 }
 
 export interface RuleRecord {
   cgroupId: number;
   slot: number;
   members: Record<string, MemberRecord>;
+  /** cookies of sockets of former members, which the sockets map exempts from the rule */
+  released: string[];
 }
 
 export interface State {
@@ -45,8 +49,15 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+const isCookieList = (value: unknown) => Array.isArray(value) && value.every((c) => typeof c === 'string' && /^\d+$/.test(c));
+
 function isMember(value: unknown): value is MemberRecord {
-  return isRecord(value) && typeof value.origin === 'string' && Number.isInteger(value.startTime);
+  return (
+    isRecord(value) &&
+    typeof value.origin === 'string' &&
+    Number.isInteger(value.startTime) &&
+    isCookieList(value.sockets)
+  );
 }
 
 function isRule(value: unknown): value is RuleRecord {
@@ -55,7 +66,8 @@ function isRule(value: unknown): value is RuleRecord {
     Number.isInteger(value.cgroupId) &&
     Number.isInteger(value.slot) &&
     isRecord(value.members) &&
-    Object.values(value.members).every(isMember)
+    Object.values(value.members).every(isMember) &&
+    isCookieList(value.released)
   );
 }
 

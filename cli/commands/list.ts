@@ -51,9 +51,12 @@ function describeKernel(kernel: KernelView, rules: ReturnType<typeof ruleToJson>
   const link = kernel.link;
   lines.push(
     link
-      ? `link     id ${link.id}: program ${link.programId} on cgroup ${link.cgroupId}, pinned at ${link.pinned}`
+      ? `link     id ${link.id}: program ${link.programId} on cgroup ${link.target}, pinned at ${link.pinned}`
       : 'link     none pinned: nothing is attached by this instance',
   );
+  for (const t of kernel.tcxLinks) {
+    lines.push(`link     id ${t.id}: program ${t.programId} on interface ${t.target} (tcx), pinned at ${t.pinned}`);
+  }
   for (const p of kernel.programs) {
     const average = p.runCount > 0 ? `, ${Math.round(p.runTimeNs / p.runCount)} ns per run` : '';
     lines.push(`program  id ${p.id} ${p.name}: attached to the instance cgroup, ${p.runCount} runs${average}`);

@@ -2,11 +2,12 @@ import { preflight } from '../../lib/preflight.js';
 import { parsePid } from '../../lib/proc.js';
 import { unsetPid } from '../../lib/rules.js';
 
-export function run(options: { pid: string }): void {
+export function run(options: { pid: string; tree?: boolean }): void {
   const pid = parsePid(options.pid);
   const ctx = preflight();
-  const result = unsetPid(ctx, pid);
-  process.stdout.write(
-    `pid ${pid} left rule ${result.rule} for cgroup ${result.origin}${result.removedRule ? `; rule ${result.rule} removed` : ''}\n`,
-  );
+  for (const result of unsetPid(ctx, pid, options.tree)) {
+    process.stdout.write(
+      `pid ${result.pid} left rule ${result.rule} for cgroup ${result.origin}${result.removedRule ? `; rule ${result.rule} removed` : ''}\n`,
+    );
+  }
 }

@@ -2,26 +2,18 @@
  * Rules over their lifetime: set, change in place, share by name, unset back
  * to the origin, purge to nothing.
  */
-import { closeSync, readFileSync } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
+import { closeSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
 import { fdById, type BpfObjectKind } from '../../lib/libbpf.js';
-import { destroyInstance, instanceFootprint, runCli, uniqueInstance } from '../helpers.js';
+import { cgroupOf, instanceFootprint, listJson, runCli, testScope } from '../helpers.js';
 import { gated, type Gated } from './traffic.js';
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()!();
-});
-
-function newInstance(tag: string): { instance: string; env: NodeJS.ProcessEnv } {
-  const instance = uniqueInstance(tag);
-  cleanups.push(() => destroyInstance(instance));
-  return { instance, env: { LIMITER_INSTANCE: instance } };
-}
+const scope = testScope();
+const newInstance = scope.instance;
 
 function sleeper(): Gated {
   const process = gated('sleep', ['120']);
-  cleanups.push(() => process.kill());
+  scope.defer(() => process.kill());
   return process;
 }
 
@@ -36,18 +28,7 @@ async function released(kind: BpfObjectKind, id: number): Promise<boolean> {
   return false;
 }
 
-const cgroupOf = (pid: number) => /^0::(.*)$/m.exec(readFileSync(`/proc/${pid}/cgroup`, 'utf8'))![1];
-
-interface JsonRule {
-  name: string;
-  cgroupId: number;
-  cgroupPath: string;
-  rateBytesPerSec: number;
-  bucketBytes: number;
-  pids: number[];
-}
-const list = (env: NodeJS.ProcessEnv, ...args: string[]) =>
-  JSON.parse(runCli(['list', '--json', ...args], env).stdout) as { rules: JsonRule[]; bpf?: any };
+const list = listJson;
 
 describe('set', () => {
   it('creates a rule in its own cgroup with the normalised rate and bucket', () => {

@@ -3,8 +3,8 @@
  * unlimited flow is not slowed; UDP senders never see an error; two rules
  * of the same rate have a bucket each.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { destroyInstance, runCli, uniqueInstance } from '../helpers.js';
+import { describe, expect, it } from 'vitest';
+import { runCli, testScope } from '../helpers.js';
 import {
   gated,
   iperfClientArgs,
@@ -21,22 +21,14 @@ const SECONDS = 6;
 /** Bytes that may pass beyond the bucket: one skb per CPU (the bucket may go into debt by one skb). */
 const DEBT = 2 * 66 * 1024;
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()!();
-});
-
-function newInstance(tag: string): NodeJS.ProcessEnv {
-  const instance = uniqueInstance(tag);
-  cleanups.push(() => destroyInstance(instance));
-  return { LIMITER_INSTANCE: instance };
-}
+const scope = testScope();
+const newInstance = (tag: string) => scope.instance(tag).env;
 
 /** Starts a server and a gated client, limits the client with `set`, runs it, returns the measurements. */
 async function limitedFlow(env: NodeJS.ProcessEnv, flow: FlowOptions, setArgs: string[] = ['--rate', '1m']) {
   const server = await iperfServer(flow.family);
   const client = gated('iperf3', iperfClientArgs(server.port, flow));
-  cleanups.push(() => (client.kill(), server.kill()));
+  scope.defer(() => (client.kill(), server.kill()));
   const set = runCli(['set', '--pid', String(client.pid), ...setArgs], env);
   expect(set.stderr).toBe('');
   expect(set.code).toBe(0);
@@ -73,12 +65,12 @@ describe('isolation', () => {
   it('does not slow a process that has no rule', async () => {
     const env = newInstance('free');
     const sleeper = gated('sleep', ['60']);
-    cleanups.push(() => sleeper.kill());
+    scope.defer(() => sleeper.kill());
     expect(runCli(['set', '--pid', String(sleeper.pid), '--rate', '1m'], env).code).toBe(0);
 
     const server = await iperfServer('ipv4');
     const client = gated('iperf3', iperfClientArgs(server.port, { family: 'ipv4', seconds: 3 }));
-    cleanups.push(() => (client.kill(), server.kill()));
+    scope.defer(() => (client.kill(), server.kill()));
     client.go();
     expect((await client.done).code).toBe(0);
     expect(steadyRate(await server.result, 1)).toBeGreaterThan(20 * RATE);
@@ -89,7 +81,7 @@ describe('isolation', () => {
     const flow: FlowOptions = { family: 'ipv4', congestion: 'cubic', seconds: SECONDS };
     const servers = await Promise.all([iperfServer('ipv4'), iperfServer('ipv4')]);
     const clients = servers.map((s) => gated('iperf3', iperfClientArgs(s.port, flow)));
-    cleanups.push(() => [...clients, ...servers].forEach((p) => p.kill()));
+    scope.defer(() => [...clients, ...servers].forEach((p) => p.kill()));
     for (const client of clients) {
       expect(runCli(['set', '--pid', String(client.pid), '--rate', '1m'], env).code).toBe(0);
     }

@@ -1,9 +1,9 @@
 /** Real loopback traffic for the kernel tier: iperf3 servers and clients the test starts itself. */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { decodeState, emptyRuleBuffer, emptyStateBuffer, encodeCgroupId, encodeSlot, decodeRule, PIN } from '../../lib/abi.js';
+import { decodeState, emptyRuleBuffer, emptyStateBuffer, encodeCgroupId, encodeSlot, decodeRule, MAP_RULES, MAP_STATE } from '../../lib/abi.js';
 import { cgroupId, findCgroup2Mount } from '../../lib/cgroup.js';
 import { BPFFS_ROOT } from '../../lib/instance.js';
 import { mapLookup, objGet } from '../../lib/libbpf.js';
@@ -48,9 +48,10 @@ export async function freePort(): Promise<number> {
   });
 }
 
-function isListening(port: number): boolean {
+/** Whether a TCP socket listens on port in the network namespace of pid. */
+function isListening(port: number, pid: number): boolean {
   const hex = port.toString(16).toUpperCase().padStart(4, '0');
-  return ['/proc/net/tcp', '/proc/net/tcp6'].some((file) =>
+  return [`/proc/${pid}/net/tcp`, `/proc/${pid}/net/tcp6`].some((file) =>
     readFileSync(file, 'utf8')
       .split('\n')
       .some((line) => {
@@ -81,14 +82,17 @@ export interface IperfServer {
   kill(): void;
 }
 
+/** The command line that runs argv inside a network namespace (or as it is, without one). */
+export const inNetns = (netns: string | undefined, argv: string[]) => (netns ? ['ip', 'netns', 'exec', netns, ...argv] : argv);
+
 /** A one-off iperf3 server; resolves once it listens. */
-export async function iperfServer(family: Family): Promise<IperfServer> {
+export async function iperfServer(family: Family, options: { netns?: string; interval?: number } = {}): Promise<IperfServer> {
   const port = await freePort();
-  const child = spawn('iperf3', ['-s', '-1', '-J', '-p', String(port), '-B', LOOPBACK[family]], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const argv = ['iperf3', '-s', '-1', '-J', '-p', String(port), '-B', LOOPBACK[family], '-i', String(options.interval ?? 1)];
+  const [command, ...args] = inNetns(options.netns, argv);
+  const child = spawn(command!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = collect(child, 120_000);
-  await waitUntil(() => isListening(port) || child.exitCode !== null, `iperf3 server on port ${port}`);
+  await waitUntil(() => child.exitCode !== null || isListening(port, child.pid!), `iperf3 server on port ${port}`);
   const result = exited.then((e) => {
     const json = JSON.parse(e.stdout) as { intervals?: Array<{ sum: { start: number; end: number; bytes: number } }>; error?: string };
     if (json.error) throw new Error(`iperf3 server: ${json.error}`);
@@ -107,6 +111,7 @@ export interface Gated {
 }
 
 export function gated(command: string, args: string[], timeoutMs = 120_000): Gated {
+  // ip netns exec, like sh, execs: the pid the test limits is the pid that runs the command.
   const child = spawn('sh', ['-c', 'read _ && exec "$@"', 'sh', command, ...args], {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -126,10 +131,12 @@ export interface FlowOptions {
   /** UDP offered load, bits per second */
   udpBitrate?: string;
   parallel?: number;
+  /** seconds between iperf3's reports */
+  interval?: number;
 }
 
 export function iperfClientArgs(port: number, o: FlowOptions): string[] {
-  const args = ['-c', LOOPBACK[o.family], '-p', String(port), '-t', String(o.seconds), '-J'];
+  const args = ['-c', LOOPBACK[o.family], '-p', String(port), '-t', String(o.seconds), '-J', '-i', String(o.interval ?? 1)];
   if (o.udp) args.push('-u', '-b', o.udpBitrate ?? '100M');
   if (o.congestion) args.push('-C', o.congestion);
   if (o.parallel) args.push('-P', String(o.parallel));
@@ -142,6 +149,19 @@ export function steadyRate(intervals: IperfInterval[], fromSecond: number): numb
   const bytes = steady.reduce((sum, i) => sum + i.bytes, 0);
   const seconds = steady.reduce((sum, i) => sum + (i.end - i.start), 0);
   return seconds > 0 ? bytes / seconds : 0;
+}
+
+/** A network namespace of the test's own, with loopback up; remove() deletes it. */
+export function netns(tag: string): { name: string; remove(): void } {
+  const name = `lt_${tag}_${process.pid}_${Math.floor(Math.random() * 1e6)}`;
+  runOrThrow('ip', ['netns', 'add', name]);
+  runOrThrow('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+  return { name, remove: () => void spawnSync('ip', ['netns', 'del', name]) };
+}
+
+function runOrThrow(command: string, args: string[]): void {
+  const result = spawnSync(command, args, { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')}: ${result.stderr}`);
 }
 
 export interface Sample {
@@ -158,8 +178,8 @@ export interface Sample {
  * computed from two samples contains the time the bytes took to pass.
  */
 export function sampleCounters(instance: string, rule: string, everyMs = 100) {
-  const rulesFd = objGet(join(BPFFS_ROOT, instance, PIN.rules));
-  const stateFd = objGet(join(BPFFS_ROOT, instance, PIN.state));
+  const rulesFd = objGet(join(BPFFS_ROOT, instance, MAP_RULES));
+  const stateFd = objGet(join(BPFFS_ROOT, instance, MAP_STATE));
   if (rulesFd === null || stateFd === null) throw new Error(`instance ${instance} has no pinned maps`);
   const ruleBuf = emptyRuleBuffer();
   if (!mapLookup(rulesFd, encodeCgroupId(cgroupId(join(findCgroup2Mount(), instance, rule))), ruleBuf)) {

@@ -13,7 +13,9 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 const sample: State = {
   version: 1,
   lastRule: 'web',
-  rules: { web: { cgroupId: 1234, slot: 0, members: { '42': { origin: '/user.slice', startTime: 99 } } } },
+  rules: {
+    web: { cgroupId: 1234, slot: 0, members: { '42': { origin: '/user.slice', startTime: 99, sockets: ['7'] } }, released: [] },
+  },
 };
 
 describe('state store', () => {
@@ -32,8 +34,9 @@ describe('state store', () => {
   it.each([
     ['not JSON', '{'],
     ['wrong version', JSON.stringify({ ...sample, version: 2 })],
-    ['rule without cgroup id', JSON.stringify({ ...sample, rules: { web: { slot: 0, members: {} } } })],
-    ['member without origin', JSON.stringify({ ...sample, rules: { web: { cgroupId: 1, slot: 0, members: { 1: {} } } } })],
+    ['rule without cgroup id', JSON.stringify({ ...sample, rules: { web: { slot: 0, members: {}, released: [] } } })],
+    ['cookie that is not a number', JSON.stringify({ ...sample, rules: { web: { cgroupId: 1, slot: 0, members: {}, released: ['x'] } } })],
+    ['member without origin', JSON.stringify({ ...sample, rules: { web: { cgroupId: 1, slot: 0, members: { 1: {} }, released: [] } } })],
     ['array of rules', JSON.stringify({ ...sample, rules: [] })],
   ])('rejects a file with %s', (_why, text) => {
     expect(parseState(text)).toBeNull();

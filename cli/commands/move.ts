@@ -1,0 +1,40 @@
+import { usageError } from '../../lib/errors.js';
+import { preflight } from '../../lib/preflight.js';
+import { parsePid } from '../../lib/proc.js';
+import { moveToRule, type MoveTarget } from '../../lib/rules.js';
+import { describeJoins } from '../describe.js';
+
+interface MoveOptions {
+  pid: string;
+  cgroupPath?: string;
+  cgid?: string;
+  last?: boolean;
+  tree?: boolean;
+}
+
+function target(options: MoveOptions): MoveTarget {
+  const given = [options.cgroupPath !== undefined, options.cgid !== undefined, options.last === true].filter(Boolean);
+  if (given.length !== 1) {
+    throw usageError('bad-target', 'move needs exactly one of --cgroup-path, --cgid and --last');
+  }
+  if (options.cgroupPath !== undefined) {
+    if (options.cgroupPath === '') throw usageError('bad-target', 'empty --cgroup-path');
+    return { cgroupPath: options.cgroupPath };
+  }
+  if (options.cgid !== undefined) {
+    if (!/^\d+$/.test(options.cgid) || !Number.isSafeInteger(Number(options.cgid)) || Number(options.cgid) < 1) {
+      throw usageError('bad-cgid', `invalid cgroup id '${options.cgid}': expected a positive whole number`);
+    }
+    return { cgroupId: Number(options.cgid) };
+  }
+  return { last: true };
+}
+
+export function run(options: MoveOptions): void {
+  const pid = parsePid(options.pid);
+  const to = target(options);
+  const ctx = preflight();
+  const result = moveToRule(ctx, pid, to, options.tree);
+  if (result.joined.length === 0) process.stdout.write(`pid ${pid} is already in rule ${result.rule}\n`);
+  else process.stdout.write(`rule ${result.rule}:\n${describeJoins(result.joined)}`);
+}

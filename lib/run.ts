@@ -1,0 +1,62 @@
+/**
+ * `limiter run`: a command limited from its first instruction. The child
+ * waits on a pipe (fd 3) until it is in its rule, then execs the command, so
+ * every socket the command opens is created inside the rule's cgroup.
+ */
+import { spawn } from 'node:child_process';
+import { constants as osConstants } from 'node:os';
+import type { Writable } from 'node:stream';
+import type { Limit } from './abi.js';
+import { cgroupOfPid } from './cgroup.js';
+import { operationFailed } from './errors.js';
+import type { Context } from './preflight.js';
+import { endRun, setRule, type SetResult } from './rules.js';
+
+export interface RunOptions {
+  limit: Limit;
+  name?: string;
+  command: string[];
+}
+
+/** Signals passed on to the command. SIGINT and SIGQUIT from a terminal reach it directly. */
+const FORWARDED: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGINT', 'SIGQUIT'];
+
+/** Runs the command in a fresh rule and resolves with its exit status (128 + signal when killed). */
+export async function runLimited(ctx: Context, options: RunOptions, onLimited?: (result: SetResult) => void): Promise<number> {
+  const origin = cgroupOfPid(process.pid) ?? '/';
+  const child = spawn('/bin/sh', ['-c', 'read -r _ <&3; exec 3<&-; exec "$@"', 'limiter-run', ...options.command], {
+    stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('exit', (code, signal) => resolve({ code, signal }));
+  });
+  const pid = child.pid;
+  if (pid === undefined) {
+    await exited.catch(() => {});
+    throw operationFailed('spawn-failed', 'cannot start /bin/sh for the command');
+  }
+  let limited: SetResult;
+  try {
+    limited = setRule(ctx, { pid, limit: options.limit, name: options.name ?? `run-${pid}` });
+  } catch (err) {
+    child.kill('SIGKILL');
+    await exited;
+    throw err;
+  }
+  const fromTerminal = process.stdin.isTTY === true;
+  const forward = (signal: NodeJS.Signals) => {
+    if (fromTerminal && (signal === 'SIGINT' || signal === 'SIGQUIT')) return;
+    child.kill(signal);
+  };
+  FORWARDED.forEach((s) => process.on(s, forward));
+  try {
+    onLimited?.(limited);
+    (child.stdio[3] as Writable).end('go\n');
+    const { code, signal } = await exited;
+    return code ?? 128 + (signal ? osConstants.signals[signal] : 0);
+  } finally {
+    FORWARDED.forEach((s) => process.off(s, forward));
+    endRun(ctx, limited.rule.name, limited.created, origin);
+  }
+}
