@@ -200,7 +200,7 @@ function bindings(): Bindings {
   } as unknown as Bindings;
 
   // va_list reaches the callback as a pointer (x86-64: array decay; arm64: passed by reference).
-  const printProto = koffi.proto('int limiter_libbpf_print(int level, void *fmt, void *args)');
+  const printProto = koffi.proto(null, 'int', ['int', 'void *', 'void *']);
   const levels: LibbpfLogLevel[] = ['warn', 'info', 'debug'];
   const text = Buffer.alloc(4096);
   const print = koffi.register((level: number, fmt: bigint, args: bigint) => {

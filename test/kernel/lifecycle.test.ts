@@ -70,7 +70,7 @@ describe('set', () => {
     expect(runCli(['set', '--pid', String(p.pid), '--rate', '1m'], env).code).toBe(0);
     const result = runCli(['set', '--pid', String(p.pid), '--rate', '1m', '--name', 'other'], env);
     expect(result.code).toBe(0);
-    expect(result.stdout).toContain(`left rule pid-${p.pid}, which was empty and is removed`);
+    expect(result.stdout).toContain(`left rule pid-${p.pid} (empty, removed)`);
     expect(list(env).rules.map((r) => r.name)).toEqual(['other']);
   });
 
