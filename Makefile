@@ -18,7 +18,7 @@ MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null)
 BPF_CFLAGS := -target bpf -O2 -g -mcpu=v3 -Wall -Werror $(if $(MULTIARCH),-I/usr/include/$(MULTIARCH))
 
 BPF_OBJECTS := bpf/limiter.bpf.o
-TEST_BPF_OBJECTS := test/fixtures/foreign.bpf.o
+TEST_BPF_OBJECTS := test/fixtures/foreign.bpf.o bench/trivial.bpf.o
 TS_SOURCES  := $(shell find cli lib -name '*.ts' 2>/dev/null)
 
 # Debian packages the build, the tests and the demo need.

@@ -1,5 +1,12 @@
 // SPDX-License-Identifier: (MIT OR GPL-2.0-only)
 #include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include "limiter.h"
 
@@ -9,6 +16,9 @@
  * fail with EPERM; 2 drops and signals congestion, which applications never see. */
 #define CGROUP_PASS 1
 #define CGROUP_DROP_CN 2
+#define SOL_SOCKET 1
+#define SO_MAX_PACING_RATE 47
+
 /* tcx verdicts: let the next program decide, or drop (the sender sees congestion as above). */
 #define TCX_NEXT (-1)
 #define TCX_DROP 2
@@ -43,12 +53,40 @@ struct {
 	__type(value, struct limiter_config);
 } limiter_config SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+	__type(key, int);
+	__type(value, struct limiter_sk);
+} limiter_sk_rule SEC(".maps");
+
+/*
+ * A TCP skb dropped while its socket has nothing in flight waits for the
+ * probe timer, 200 ms or more (DESIGN K3). Such an skb may take the bucket
+ * further into debt rather than stall its flow: by 64 KiB, and by no more
+ * than 1/16 s of rate, so that any window stays within 1/16 of its bound.
+ */
+#define STALL_GRACE_BYTES 65536ULL
+#define STALL_GRACE_MAX_NS (NSEC_PER_SEC / 16)
+
+static __always_inline int would_stall(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return 0;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return 0;
+	struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);
+	return tp && tp->packets_out == 0;
+}
+
 /*
  * Token bucket that may go into debt by one skb: an skb passes whenever the
  * bucket is not empty, however large the skb (DESIGN K3: GSO skbs on loopback
  * reach 64 KiB, more than a small bucket ever holds).
  */
-static __always_inline int conforms(const struct limiter_limit *limit,
+static __always_inline int conforms(struct __sk_buff *skb, const struct limiter_limit *limit,
 				    struct limiter_counters *c, __u32 len)
 {
 	__u64 now = bpf_ktime_get_ns();
@@ -61,14 +99,21 @@ static __always_inline int conforms(const struct limiter_limit *limit,
 		__sync_val_compare_and_swap(&c->empty_at_ns, empty_at, full_at);
 		empty_at = full_at;
 	}
-	if ((__s64)(empty_at - now) > 0)
-		return 0;
+	__s64 debt_ns = empty_at - now;
+	if (debt_ns > 0) {
+		__u64 grace_ns = STALL_GRACE_BYTES * NSEC_PER_SEC / limit->rate;
+		if (grace_ns > STALL_GRACE_MAX_NS)
+			grace_ns = STALL_GRACE_MAX_NS;
+		if (debt_ns > (__s64)grace_ns || !would_stall(skb))
+			return 0;
+	}
 	__sync_fetch_and_add(&c->empty_at_ns, (__u64)len * NSEC_PER_SEC / limit->rate);
 	return 1;
 }
 
 /* 1: pass, 0: drop. Traffic of a cgroup without a rule costs the one lookup. */
-static __always_inline int police(struct limiter_rule *rule, enum limiter_direction dir, __u32 len)
+static __always_inline int police(struct __sk_buff *skb, struct limiter_rule *rule,
+				  enum limiter_direction dir, __u32 len)
 {
 	__u32 slot = rule->slot;
 	struct limiter_state *state = bpf_map_lookup_elem(&limiter_state, &slot);
@@ -77,7 +122,7 @@ static __always_inline int police(struct limiter_rule *rule, enum limiter_direct
 
 	const struct limiter_limit *limit = &rule->limit[dir];
 	struct limiter_counters *c = &state->dir[dir];
-	if (limit->rate && !conforms(limit, c, len)) {
+	if (limit->rate && !conforms(skb, limit, c, len)) {
 		__sync_fetch_and_add(&c->dropped_bytes, len);
 		__sync_fetch_and_add(&c->dropped_packets, 1);
 		return 0;
@@ -105,6 +150,45 @@ static __always_inline int adopted(struct __sk_buff *skb, __u64 *rule_cgroup_id)
 	return 1;
 }
 
+/*
+ * Rates count TCP and UDP payload: what TCP paces, and what applications and
+ * iperf3 report. Other packets count whole from the IP header. link_header
+ * is the bytes before the IP header (0 in cgroup_skb, Ethernet at tc).
+ */
+static __always_inline __u32 payload_len(struct __sk_buff *skb, __u32 link_header)
+{
+	void *data = (void *)(long)skb->data + link_header;
+	void *end = (void *)(long)skb->data_end;
+	__u32 ip_len, transport_len = 0;
+	__u8 protocol;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data;
+		if ((void *)(ip + 1) > end)
+			return skb->len - link_header;
+		ip_len = ip->ihl * 4;
+		protocol = ip->protocol;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data;
+		if ((void *)(ip6 + 1) > end)
+			return skb->len - link_header;
+		ip_len = sizeof(*ip6);
+		protocol = ip6->nexthdr; /* extension headers count as payload */
+	} else {
+		return skb->len - link_header;
+	}
+	if (protocol == IPPROTO_TCP) {
+		struct tcphdr *tcp = data + (ip_len & 0x3f);
+		if ((void *)(tcp + 1) > end)
+			return skb->len - link_header;
+		transport_len = tcp->doff * 4;
+	} else if (protocol == IPPROTO_UDP) {
+		transport_len = sizeof(struct udphdr);
+	}
+	__u32 headers = link_header + ip_len + transport_len;
+	return skb->len > headers ? skb->len - headers : 0;
+}
+
 /* Keyed on the socket's cgroup, not the current task's (DESIGN K1). */
 SEC("cgroup_skb/egress")
 int limiter_egress(struct __sk_buff *skb)
@@ -115,7 +199,7 @@ int limiter_egress(struct __sk_buff *skb)
 	struct limiter_rule *rule = bpf_map_lookup_elem(&limiter_rules, &key);
 	if (!rule)
 		return CGROUP_PASS;
-	return police(rule, LIMITER_EGRESS, skb->len) ? CGROUP_PASS : CGROUP_DROP_CN;
+	return police(skb, rule, LIMITER_EGRESS, payload_len(skb, 0)) ? CGROUP_PASS : CGROUP_DROP_CN;
 }
 
 /*
@@ -136,5 +220,81 @@ int limiter_tc_egress(struct __sk_buff *skb)
 	struct limiter_rule *rule = bpf_map_lookup_elem(&limiter_rules, &key);
 	if (!rule)
 		return TCX_NEXT;
-	return police(rule, LIMITER_EGRESS, skb->len) ? TCX_NEXT : TCX_DROP;
+	/* at tc, skb->len also counts the link header: Ethernet framing on lo, veth and NICs */
+	return police(skb, rule, LIMITER_EGRESS, payload_len(skb, ETH_HLEN)) ? TCX_NEXT : TCX_DROP;
+}
+
+/*
+ * Counts the socket among the rule's sending flows of this epoch and paces
+ * it at its share of the rate. Called for every RTT sample, i.e. only while
+ * the socket sends.
+ */
+static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk *sk)
+{
+	struct limiter_rule *rule = bpf_map_lookup_elem(&limiter_rules, &sk->rule_cgroup_id);
+	if (!rule || !rule->limit[LIMITER_EGRESS].rate)
+		return;
+	__u32 slot = rule->slot;
+	struct limiter_state *state = bpf_map_lookup_elem(&limiter_state, &slot);
+	if (!state)
+		return;
+
+	__u64 epoch = bpf_ktime_get_ns() / LIMITER_FLOW_EPOCH_NS;
+	__u64 seen = *(volatile __u64 *)&state->flow_epoch;
+	if (seen != epoch) {
+		/* The first flow into a new epoch starts its count. Racing CPUs
+		 * may both do it: the count is short by one for an epoch. */
+		state->flows_prev = seen + 1 == epoch ? state->flows_now : 0;
+		state->flows_now = 0;
+		state->flow_epoch = epoch;
+	}
+	if (sk->epoch != epoch) {
+		sk->epoch = epoch;
+		__sync_fetch_and_add(&state->flows_now, 1);
+	}
+	__u32 flows = state->flows_now > state->flows_prev ? state->flows_now : state->flows_prev;
+	__u64 share = rule->limit[LIMITER_EGRESS].rate / (flows ? flows : 1);
+	/* bpf_setsockopt takes an int here; ~0U means no pacing limit. */
+	__u32 pacing = share < 0xffffffffULL ? (share ? share : 1) : 0xffffffffU;
+	if (pacing != sk->pacing) {
+		sk->pacing = pacing;
+		bpf_setsockopt(skops, SOL_SOCKET, SO_MAX_PACING_RATE, &pacing, sizeof(pacing));
+	}
+}
+
+/*
+ * TCP paces itself to its share of the rule's rate, so that it seldom meets
+ * an empty bucket: a dropped skb stays at the head of the send queue and,
+ * with nothing in flight, waits for the probe timer (DESIGN K3).
+ */
+SEC("sockops")
+int limiter_sockops(struct bpf_sock_ops *skops)
+{
+	struct limiter_sk *sk;
+
+	if (!skops->sk)
+		return 1;
+	switch (skops->op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+	case BPF_SOCK_OPS_TCP_LISTEN_CB:
+		/* In connect() and listen(): the current task's cgroup is the socket's. */
+		sk = bpf_sk_storage_get(&limiter_sk_rule, skops->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (sk)
+			sk->rule_cgroup_id = bpf_get_current_cgroup_id();
+		return 1;
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		sk = bpf_sk_storage_get(&limiter_sk_rule, skops->sk, 0, 0);
+		if (!sk)
+			return 1;
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_RTT_CB_FLAG);
+		pace(skops, sk);
+		return 1;
+	case BPF_SOCK_OPS_RTT_CB:
+		sk = bpf_sk_storage_get(&limiter_sk_rule, skops->sk, 0, 0);
+		if (sk)
+			pace(skops, sk);
+		return 1;
+	}
+	return 1;
 }

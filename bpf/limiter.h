@@ -16,10 +16,12 @@
 /* Names as the kernel and bpffs see them (BPF object names are <= 15 chars). */
 #define LIMITER_PROG_EGRESS    "limiter_egress"
 #define LIMITER_PROG_TC_EGRESS "limiter_tc_egress"
+#define LIMITER_PROG_SOCKOPS   "limiter_sockops"
 #define LIMITER_MAP_RULES      "limiter_rules"
 #define LIMITER_MAP_STATE      "limiter_state"
 #define LIMITER_MAP_SOCKETS    "limiter_socks"
 #define LIMITER_MAP_CONFIG     "limiter_config"
+#define LIMITER_MAP_SK_RULE    "limiter_sk_rule"
 
 enum limiter_direction {
 	LIMITER_EGRESS = 0,
@@ -54,9 +56,24 @@ struct limiter_counters {
 	__u64 dropped_packets;
 };
 
-/* Value of the state array (key: slot, __u32). Written only by the program. */
+/* Value of the state array (key: slot, __u32). Written only by the programs. */
 struct limiter_state {
 	struct limiter_counters dir[LIMITER_DIRECTIONS];
+	/* TCP flows that sent data in the current and the previous epoch of
+	 * LIMITER_FLOW_EPOCH_NS: each is paced at its share of the rate. */
+	__u64 flow_epoch;
+	__u32 flows_now;
+	__u32 flows_prev;
+};
+
+#define LIMITER_FLOW_EPOCH_NS 100000000ULL
+
+/* Value of the socket storage (per TCP socket created in a rule). */
+struct limiter_sk {
+	__u64 rule_cgroup_id; /* noted in connect() or listen(); accepted sockets inherit it */
+	__u64 epoch;          /* the last flow epoch this socket was counted in */
+	__u32 pacing;         /* the SO_MAX_PACING_RATE last set, bytes per second */
+	__u32 reserved;
 };
 
 /*

@@ -7,23 +7,26 @@ export const MAX_SOCKETS = 65536;
 
 export const PROG_EGRESS = 'limiter_egress';
 export const PROG_TC_EGRESS = 'limiter_tc_egress';
+export const PROG_SOCKOPS = 'limiter_sockops';
 export const MAP_RULES = 'limiter_rules';
 export const MAP_STATE = 'limiter_state';
 export const MAP_SOCKETS = 'limiter_socks';
 export const MAP_CONFIG = 'limiter_config';
+export const MAP_SK_RULE = 'limiter_sk_rule';
 
-export const MAPS = [MAP_RULES, MAP_STATE, MAP_SOCKETS, MAP_CONFIG] as const;
-export const PROGRAMS = [PROG_EGRESS, PROG_TC_EGRESS] as const;
+export const MAPS = [MAP_RULES, MAP_STATE, MAP_SOCKETS, MAP_CONFIG, MAP_SK_RULE] as const;
+export const PROGRAMS = [PROG_EGRESS, PROG_TC_EGRESS, PROG_SOCKOPS] as const;
 export type MapName = (typeof MAPS)[number];
 export type ProgramName = (typeof PROGRAMS)[number];
 
 /**
  * Pins in the instance's bpffs directory: every map and program under its
- * own name, the cgroup link, and one tcx link per interface that adopted
- * sockets use (tcx_<netns inode>_<ifindex>).
+ * own name, the two cgroup links, and one tcx link per interface that
+ * adopted sockets use (tcx_<netns inode>_<ifindex>).
  */
 export const PIN = {
   egressLink: 'link_egress',
+  sockopsLink: 'link_sockops',
   tcxLinkPrefix: 'tcx_',
 } as const;
 
@@ -60,8 +63,22 @@ export const LAYOUT = {
     },
   },
   limiter_state: {
-    size: 80,
-    members: { dir: { offset: 0, size: 80 } },
+    size: 96,
+    members: {
+      dir: { offset: 0, size: 80 },
+      flow_epoch: { offset: 80, size: 8 },
+      flows_now: { offset: 88, size: 4 },
+      flows_prev: { offset: 92, size: 4 },
+    },
+  },
+  limiter_sk: {
+    size: 24,
+    members: {
+      rule_cgroup_id: { offset: 0, size: 8 },
+      epoch: { offset: 8, size: 8 },
+      pacing: { offset: 16, size: 4 },
+      reserved: { offset: 20, size: 4 },
+    },
   },
   limiter_socket: {
     size: 8,

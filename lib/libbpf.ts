@@ -11,6 +11,7 @@ import { LimiterError, ExitCode, unsupported } from './errors.js';
 export const AttachType = {
   cgroupInetIngress: 0,
   cgroupInetEgress: 1,
+  cgroupSockOps: 3,
   tcxIngress: 46,
   tcxEgress: 47,
 } as const;
@@ -94,6 +95,7 @@ interface Bindings {
   bpf_link_update(linkFd: number, progFd: number, opts: null): number;
   bpf_obj_pin(fd: number, path: string): number;
   bpf_obj_get(path: string): number;
+  bpf_enable_stats(type: number): number;
   bpf_map_lookup_elem(fd: number, key: Buffer, value: Buffer): number;
   bpf_map_update_elem(fd: number, key: Buffer, value: Buffer, flags: bigint): number;
   bpf_map_delete_elem(fd: number, key: Buffer): number;
@@ -175,6 +177,7 @@ function bindings(): Bindings {
     bpf_link_update: libbpf.func('int bpf_link_update(int link_fd, int new_prog_fd, const void *opts)'),
     bpf_obj_pin: libbpf.func('int bpf_obj_pin(int fd, const char *path)'),
     bpf_obj_get: libbpf.func('int bpf_obj_get(const char *path)'),
+    bpf_enable_stats: libbpf.func('int bpf_enable_stats(int type)'),
     bpf_map_lookup_elem: libbpf.func('int bpf_map_lookup_elem(int fd, const void *key, _Out_ uint8_t *value)'),
     bpf_map_update_elem: libbpf.func(
       'int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)',
@@ -299,6 +302,12 @@ export function objGet(path: string): number | null {
   const fd = bindings().bpf_obj_get(path);
   if (fd === -osConstants.errno.ENOENT) return null;
   return check(fd, `open pinned ${path}`);
+}
+
+/** Turns on per-program run time statistics until the returned fd is closed. */
+export function enableRunTimeStats(): number {
+  const BPF_STATS_RUN_TIME = 0;
+  return check(bindings().bpf_enable_stats(BPF_STATS_RUN_TIME), 'enable BPF run time statistics');
 }
 
 export function mapLookup(fd: number, key: Buffer, value: Buffer): boolean {

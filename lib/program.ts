@@ -4,7 +4,20 @@
  */
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { LAYOUT, MAPS, PIN, PROG_EGRESS, PROG_TC_EGRESS, PROGRAMS, type ProgramName } from './abi.js';
+import {
+  LAYOUT,
+  MAP_CONFIG,
+  MAP_RULES,
+  MAP_SOCKETS,
+  MAP_STATE,
+  MAPS,
+  PIN,
+  PROG_EGRESS,
+  PROG_SOCKOPS,
+  PROG_TC_EGRESS,
+  PROGRAMS,
+  type ProgramName,
+} from './abi.js';
 import { createCgroup, removeCgroup } from './cgroup.js';
 import { errnoCode, LimiterError, operationFailed } from './errors.js';
 import type { Instance } from './instance.js';
@@ -34,10 +47,10 @@ export interface MapFds {
 
 export const pinPath = (instance: Instance, pin: string) => join(instance.bpffsDir, pin);
 
-/** The pinned maps, or null when the instance has none. */
+/** The pinned maps user space writes, or null when the instance has none. */
 export function openMaps(instance: Instance): MapFds | null {
   const fds: number[] = [];
-  for (const name of MAPS) {
+  for (const name of [MAP_RULES, MAP_STATE, MAP_SOCKETS, MAP_CONFIG]) {
     const fd = objGet(pinPath(instance, name));
     if (fd === null) {
       fds.forEach((f) => closeSync(f));
@@ -133,6 +146,12 @@ export function rollBack(undo: Array<() => void>): void {
   }
 }
 
+/** The links on the instance cgroup: egress policing, and TCP pacing for sockets created in rules. */
+const CGROUP_LINKS: Array<{ pin: string; program: ProgramName; attachType: number }> = [
+  { pin: PIN.egressLink, program: PROG_EGRESS, attachType: AttachType.cgroupInetEgress },
+  { pin: PIN.sockopsLink, program: PROG_SOCKOPS, attachType: AttachType.cgroupSockOps },
+];
+
 /**
  * Loads the programs and attaches limiter_egress to the instance cgroup
  * through a pinned link, unless that is done already. On failure, removes
@@ -163,11 +182,14 @@ export function ensureAttached(instance: Instance, cgroupMount: string, objectPa
       }
       const cgroupFd = openSync(instance.cgroupDir, 'r');
       try {
-        const link = linkCreate(programFds[PROG_EGRESS], cgroupFd, AttachType.cgroupInetEgress);
-        try {
-          objPin(link, pinPath(instance, PIN.egressLink));
-        } finally {
-          closeSync(link);
+        for (const { pin, program, attachType } of CGROUP_LINKS) {
+          const link = linkCreate(programFds[program], cgroupFd, attachType);
+          try {
+            objPin(link, pinPath(instance, pin));
+            undo.push(() => unlinkIfPresent(pinPath(instance, pin)));
+          } finally {
+            closeSync(link);
+          }
         }
       } finally {
         closeSync(cgroupFd);
@@ -193,10 +215,10 @@ const tcxPins = (instance: Instance) => {
   }
 };
 
-/** The program each pinned link runs: the cgroup link and the tcx links. */
+/** The program each pinned link runs: the cgroup links and the tcx links. */
 function pinnedLinks(instance: Instance): Array<{ pin: string; program: ProgramName }> {
   return [
-    { pin: PIN.egressLink, program: PROG_EGRESS as ProgramName },
+    ...CGROUP_LINKS,
     ...tcxPins(instance).map((pin) => ({ pin, program: PROG_TC_EGRESS as ProgramName })),
   ].filter((l) => existsSync(pinPath(instance, l.pin)));
 }
@@ -295,7 +317,7 @@ export function reloadPrograms(instance: Instance, objectPath: string): { links:
 
 /** Unpins the links (detaching the programs), the programs and the maps, and removes the bpffs directory. Idempotent. */
 export function unpinAll(instance: Instance): void {
-  unlinkIfPresent(pinPath(instance, PIN.egressLink));
+  for (const { pin } of CGROUP_LINKS) unlinkIfPresent(pinPath(instance, pin));
   detachTcx(instance);
   for (const name of [...PROGRAMS, ...MAPS]) unlinkIfPresent(pinPath(instance, name));
   try {
@@ -341,7 +363,8 @@ export interface KernelView {
 const cString = (buf: Buffer, offset: number, length: number) =>
   buf.toString('utf8', offset, offset + length).replace(/\0.*$/s, '');
 
-function programView(id: number): ProgramView | null {
+/** A program's name and run statistics, by id; null when it has gone. */
+export function programView(id: number): ProgramView | null {
   const fd = fdById('prog', id);
   if (fd === null) return null;
   try {

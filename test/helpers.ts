@@ -1,7 +1,6 @@
 /** Shared by the cli and kernel tiers: run the built CLI, own a unique instance, clean it up. */
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
-import { afterEach } from 'vitest';
 import { join } from 'node:path';
 import { findCgroup2Mount } from '../lib/cgroup.js';
 import { BPFFS_ROOT, packageRoot, RUN_ROOT } from '../lib/instance.js';
@@ -65,32 +64,6 @@ function rmdirQuiet(path: string): void {
   } catch {
     // reported by the footprint check of the test that left it
   }
-}
-
-/**
- * Cleanup for a test file: defer(fn) runs fn after the current test, pass or
- * fail, newest first; instance(tag) gives a fresh instance that is destroyed then.
- */
-export function testScope() {
-  const pending: Array<() => void> = [];
-  afterEach(() => {
-    while (pending.length) {
-      try {
-        pending.pop()!();
-      } catch (err) {
-        console.error('cleanup failed:', err);
-      }
-    }
-  });
-  const defer = (fn: () => void) => void pending.push(fn);
-  return {
-    defer,
-    instance(tag: string): { instance: string; env: NodeJS.ProcessEnv } {
-      const instance = uniqueInstance(tag);
-      defer(() => destroyInstance(instance));
-      return { instance, env: { LIMITER_INSTANCE: instance } };
-    },
-  };
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

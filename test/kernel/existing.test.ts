@@ -5,7 +5,8 @@
  * programs this attaches see only the test's loopback.
  */
 import { describe, expect, it } from 'vitest';
-import { runCli, sleep, testScope } from '../helpers.js';
+import { runCli, sleep } from '../helpers.js';
+import { testScope } from '../scope.js';
 import { gated, inNetns, iperfClientArgs, iperfServer, netns, sampleCounters, worstExcess, type IperfInterval } from './traffic.js';
 
 const RATE = 1048576;

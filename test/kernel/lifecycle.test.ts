@@ -5,7 +5,8 @@
 import { closeSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { fdById, type BpfObjectKind } from '../../lib/libbpf.js';
-import { cgroupOf, instanceFootprint, listJson, runCli, testScope } from '../helpers.js';
+import { cgroupOf, instanceFootprint, listJson, runCli } from '../helpers.js';
+import { testScope } from '../scope.js';
 import { gated, type Gated } from './traffic.js';
 
 const scope = testScope();

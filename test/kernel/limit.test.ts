@@ -4,7 +4,8 @@
  * of the same rate have a bucket each.
  */
 import { describe, expect, it } from 'vitest';
-import { runCli, testScope } from '../helpers.js';
+import { runCli } from '../helpers.js';
+import { testScope } from '../scope.js';
 import {
   gated,
   iperfClientArgs,

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { findCgroup2Mount } from '../../lib/cgroup.js';
-import { cgroupOf, listJson, runCli, testScope } from '../helpers.js';
+import { cgroupOf, listJson, runCli } from '../helpers.js';
+import { testScope } from '../scope.js';
 import { gated, type Gated } from './traffic.js';
 
 const scope = testScope();

@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { bpfObjectPath, packageRoot } from '../../lib/instance.js';
-import { listJson, runCli, sleep, testScope } from '../helpers.js';
+import { listJson, runCli, sleep } from '../helpers.js';
+import { testScope } from '../scope.js';
 import { gated, iperfClientArgs, iperfServer, sampleCounters, steadyRate, worstExcess } from './traffic.js';
 
 const RATE = 1048576;

@@ -1,6 +1,7 @@
 /** `run` starts a command inside a fresh rule and removes the rule when the command ends. */
 import { describe, expect, it } from 'vitest';
-import { instanceFootprint, runCli, testScope } from '../helpers.js';
+import { instanceFootprint, runCli } from '../helpers.js';
+import { testScope } from '../scope.js';
 import { iperfClientArgs, iperfServer, steadyRate } from './traffic.js';
 
 const scope = testScope();

@@ -86,9 +86,13 @@ export interface IperfServer {
 export const inNetns = (netns: string | undefined, argv: string[]) => (netns ? ['ip', 'netns', 'exec', netns, ...argv] : argv);
 
 /** A one-off iperf3 server; resolves once it listens. */
-export async function iperfServer(family: Family, options: { netns?: string; interval?: number } = {}): Promise<IperfServer> {
+export async function iperfServer(
+  family: Family,
+  options: { netns?: string; interval?: number; address?: string } = {},
+): Promise<IperfServer> {
   const port = await freePort();
-  const argv = ['iperf3', '-s', '-1', '-J', '-p', String(port), '-B', LOOPBACK[family], '-i', String(options.interval ?? 1)];
+  const address = options.address ?? LOOPBACK[family];
+  const argv = ['iperf3', '-s', '-1', '-J', '-p', String(port), '-B', address, '-i', String(options.interval ?? 1)];
   const [command, ...args] = inNetns(options.netns, argv);
   const child = spawn(command!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = collect(child, 120_000);
@@ -133,10 +137,12 @@ export interface FlowOptions {
   parallel?: number;
   /** seconds between iperf3's reports */
   interval?: number;
+  /** the server's address, when not loopback */
+  address?: string;
 }
 
 export function iperfClientArgs(port: number, o: FlowOptions): string[] {
-  const args = ['-c', LOOPBACK[o.family], '-p', String(port), '-t', String(o.seconds), '-J', '-i', String(o.interval ?? 1)];
+  const args = ['-c', o.address ?? LOOPBACK[o.family], '-p', String(port), '-t', String(o.seconds), '-J', '-i', String(o.interval ?? 1)];
   if (o.udp) args.push('-u', '-b', o.udpBitrate ?? '100M');
   if (o.congestion) args.push('-C', o.congestion);
   if (o.parallel) args.push('-P', String(o.parallel));

@@ -1,0 +1,110 @@
+/**
+ * Accuracy: the same iperf3 traffic under limiter and under tc tbf, on a veth
+ * pair between two namespaces of the bench's own.
+ */
+import { runCli } from '../test/helpers.js';
+import { gated, inNetns, iperfClientArgs, iperfServer, type IperfInterval } from '../test/kernel/traffic.js';
+import { clearQdisc, setTbf, type Topology } from './topology.js';
+
+export type Traffic = 'cubic' | 'bbr' | 'udp';
+export type Limiter = 'limiter' | 'tbf';
+
+export interface AccuracyCase {
+  limiter: Limiter;
+  traffic: Traffic;
+  flows: number;
+  /** bits per second */
+  rateBits: number;
+  /** bucket as seconds of rate */
+  bucketSeconds: number;
+  /** limit the receiving side (ingress) instead of the sending side */
+  direction?: 'egress' | 'ingress';
+}
+
+export interface AccuracyResult extends AccuracyCase {
+  /** steady-state receiver goodput ÷ configured rate */
+  steady: number;
+  /** the largest 1 s receiver window ÷ (bucket + rate·1 s) */
+  peakWindow: number;
+  retransmits: number | null;
+  errors: number;
+}
+
+export const SECONDS = 4;
+export const OMIT = 1;
+
+export function bucketBytes(c: AccuracyCase): number {
+  return Math.max(1, Math.round((c.rateBits / 8) * c.bucketSeconds));
+}
+
+interface ClientJson {
+  error?: string;
+  end?: { sum_sent?: { retransmits?: number } };
+}
+
+/** One run: server in the receiver namespace, client in the sender namespace. */
+export async function runAccuracy(topology: Topology, env: NodeJS.ProcessEnv, c: AccuracyCase): Promise<AccuracyResult> {
+  const rateBytes = c.rateBits / 8;
+  const bucket = bucketBytes(c);
+  const ingress = c.direction === 'ingress';
+  const server = await iperfServer('ipv4', { netns: topology.receiver, address: topology.receiverAddress });
+  const clientArgs = iperfClientArgs(server.port, {
+    family: 'ipv4',
+    address: topology.receiverAddress,
+    seconds: SECONDS,
+    udp: c.traffic === 'udp',
+    udpBitrate: String(Math.ceil((1.5 * c.rateBits) / c.flows)),
+    congestion: c.traffic === 'udp' ? undefined : c.traffic,
+    parallel: c.flows > 1 ? c.flows : undefined,
+  });
+  // ingress: the client receives (-R), so the limited process is the downloader.
+  if (ingress) clientArgs.push('-R');
+  const [command, ...args] = inNetns(topology.sender, ['iperf3', ...clientArgs]);
+  const client = gated(command!, args);
+  try {
+    if (c.limiter === 'tbf') {
+      setTbf(topology, rateBytes, bucket);
+    } else {
+      const rateOption = ingress ? '--ingress-rate' : '--rate';
+      const bucketOption = ingress ? '--ingress-bucket' : '--bucket';
+      const set = runCli(['set', '--pid', String(client.pid), rateOption, String(rateBytes), bucketOption, String(bucket)], env);
+      if (set.code !== 0) throw new Error(`limiter set failed: ${set.stderr}`);
+    }
+    client.go();
+    const exited = await client.done;
+    let json: ClientJson = {};
+    try {
+      json = JSON.parse(exited.stdout) as ClientJson;
+    } catch {
+      json = { error: exited.stderr || 'no JSON from iperf3' };
+    }
+    const intervals = ingress ? receiverIntervalsOf(exited.stdout) : await server.result.catch(() => [] as IperfInterval[]);
+    const steadyIntervals = intervals.filter((i) => i.start >= OMIT - 1e-3);
+    const steadyBytes = steadyIntervals.reduce((n, i) => n + i.bytes, 0);
+    const steadySeconds = steadyIntervals.reduce((n, i) => n + (i.end - i.start), 0);
+    const peak = Math.max(0, ...intervals.map((i) => i.bytes / (bucket + rateBytes * (i.end - i.start))));
+    return {
+      ...c,
+      steady: steadySeconds > 0 ? steadyBytes / steadySeconds / rateBytes : 0,
+      peakWindow: peak,
+      retransmits: c.traffic === 'udp' ? null : (json.end?.sum_sent?.retransmits ?? null),
+      errors: (exited.code === 0 ? 0 : 1) + (json.error ? 1 : 0),
+    };
+  } finally {
+    client.kill();
+    server.kill();
+    if (c.limiter === 'tbf') clearQdisc(topology);
+    else runCli(['purge'], env);
+  }
+}
+
+/** With -R the client is the receiver: its own intervals count received bytes. */
+function receiverIntervalsOf(stdout: string): IperfInterval[] {
+  try {
+    const json = JSON.parse(stdout) as { intervals?: Array<{ sum: { start: number; end: number; bytes: number } }> };
+    return (json.intervals ?? []).map((i) => ({ start: i.sum.start, end: i.sum.end, bytes: i.sum.bytes }));
+  } catch {
+    return [];
+  }
+}
+
