@@ -7,10 +7,9 @@
 import { describe, expect, it } from 'vitest';
 import { runCli, sleep } from '../helpers.js';
 import { testScope } from '../scope.js';
-import { gated, inNetns, iperfClientArgs, iperfServer, netns, sampleCounters, worstExcess, type IperfInterval } from './traffic.js';
+import { gated, inNetns, iperfClientArgs, iperfServer, netns, sampleCounters, worstExcess, DEBT_BYTES, type IperfInterval } from './traffic.js';
 
 const RATE = 1048576;
-const DEBT = 2 * 66 * 1024;
 const scope = testScope();
 
 const meanRate = (intervals: IperfInterval[]) =>
@@ -53,7 +52,7 @@ describe('a transfer that is already running', () => {
       expect(limited.length).toBeGreaterThanOrEqual(4);
       expect(meanRate(limited)).toBeGreaterThanOrEqual(0.8 * RATE);
       expect(meanRate(limited)).toBeLessThanOrEqual(1.2 * RATE);
-      expect(worstExcess(samples, RATE, RATE, DEBT)).toBeLessThanOrEqual(0);
+      expect(worstExcess(samples, RATE, RATE, DEBT_BYTES)).toBeLessThanOrEqual(0);
       expect(meanRate(after)).toBeGreaterThan(10 * RATE);
     });
   }

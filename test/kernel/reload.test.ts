@@ -10,10 +10,9 @@ import { describe, expect, it } from 'vitest';
 import { bpfObjectPath, packageRoot } from '../../lib/instance.js';
 import { listJson, runCli, sleep } from '../helpers.js';
 import { testScope } from '../scope.js';
-import { gated, iperfClientArgs, iperfServer, sampleCounters, steadyRate, worstExcess } from './traffic.js';
+import { gated, iperfClientArgs, iperfServer, sampleCounters, steadyRate, worstExcess, DEBT_BYTES } from './traffic.js';
 
 const RATE = 1048576;
-const DEBT = 2 * 66 * 1024;
 const scope = testScope();
 
 describe('reload', () => {
@@ -42,7 +41,7 @@ describe('reload', () => {
     expect(after.bpf.link.programId).not.toBe(before.link.programId);
     expect(after.rules[0]).toMatchObject({ rateBytesPerSec: RATE, bucketBytes: RATE });
     for (let i = 1; i < samples.length; i++) expect(samples[i]!.passedBytes).toBeGreaterThanOrEqual(samples[i - 1]!.passedBytes);
-    expect(worstExcess(samples, RATE, RATE, DEBT)).toBeLessThanOrEqual(0);
+    expect(worstExcess(samples, RATE, RATE, DEBT_BYTES)).toBeLessThanOrEqual(0);
     expect(steadyRate(await server.result, 2)).toBeGreaterThanOrEqual(0.9 * RATE);
   });
 

@@ -215,6 +215,13 @@ export function sampleCounters(instance: string, rule: string, everyMs = 100) {
 }
 
 /**
+ * Bytes that may pass beyond bucket + rate·T: the 64 KiB a TCP skb with
+ * nothing in flight may borrow rather than stall, and one skb per CPU (an skb
+ * passes whenever the bucket is not empty).
+ */
+export const DEBT_BYTES = 64 * 1024 + 2 * 66 * 1024;
+
+/**
  * The largest excess over the token-bucket bound bucket + rate·T + debt,
  * across every pair of samples (≤ 0 means conforming).
  */
