@@ -30,8 +30,16 @@ export interface AccuracyResult extends AccuracyCase {
   errors: number;
 }
 
-export const SECONDS = 4;
-export const OMIT = 1;
+/**
+ * Run length and where steady state starts: after the first second, and for
+ * buckets of a second after the second one, so that the full bucket the
+ * flow starts with (which UDP spends at once) is not counted as steady.
+ */
+export const SECONDS = 3;
+export const steadyFrom = (c: AccuracyCase) => (c.bucketSeconds >= 1 ? 2 : 1);
+const runSeconds = (c: AccuracyCase) => SECONDS + steadyFrom(c) - 1;
+/** UDP offers this multiple of the rate. */
+const UDP_OFFER = 3;
 
 export function bucketBytes(c: AccuracyCase): number {
   return Math.max(1, Math.round((c.rateBits / 8) * c.bucketSeconds));
@@ -51,9 +59,9 @@ export async function runAccuracy(topology: Topology, env: NodeJS.ProcessEnv, c:
   const clientArgs = iperfClientArgs(server.port, {
     family: 'ipv4',
     address: topology.receiverAddress,
-    seconds: SECONDS,
+    seconds: runSeconds(c),
     udp: c.traffic === 'udp',
-    udpBitrate: String(Math.ceil((1.5 * c.rateBits) / c.flows)),
+    udpBitrate: String(Math.ceil((UDP_OFFER * c.rateBits) / c.flows)),
     congestion: c.traffic === 'udp' ? undefined : c.traffic,
     parallel: c.flows > 1 ? c.flows : undefined,
   });
@@ -79,7 +87,7 @@ export async function runAccuracy(topology: Topology, env: NodeJS.ProcessEnv, c:
       json = { error: exited.stderr || 'no JSON from iperf3' };
     }
     const intervals = ingress ? receiverIntervalsOf(exited.stdout) : await server.result.catch(() => [] as IperfInterval[]);
-    const steadyIntervals = intervals.filter((i) => i.start >= OMIT - 1e-3);
+    const steadyIntervals = intervals.filter((i) => i.start >= steadyFrom(c) - 1e-3);
     const steadyBytes = steadyIntervals.reduce((n, i) => n + i.bytes, 0);
     const steadySeconds = steadyIntervals.reduce((n, i) => n + (i.end - i.start), 0);
     const peak = Math.max(0, ...intervals.map((i) => i.bytes / (bucket + rateBytes * (i.end - i.start))));

@@ -85,14 +85,22 @@ static __always_inline int would_stall(struct __sk_buff *skb)
  * Token bucket that may go into debt by one skb: an skb passes whenever the
  * bucket is not empty, however large the skb (DESIGN K3: GSO skbs on loopback
  * reach 64 KiB, more than a small bucket ever holds).
+ *
+ * Tokens are judged first against the last clock reading of the rule: time
+ * only adds tokens, so a bucket that was not empty then is not empty now.
+ * Only a bucket that looked empty costs a fresh reading.
  */
 static __always_inline int conforms(struct __sk_buff *skb, const struct limiter_limit *limit,
-				    struct limiter_counters *c, __u32 len)
+				    struct limiter_counters *c, __u64 *clock_ns, __u32 len)
 {
-	__u64 now = bpf_ktime_get_ns();
-	__u64 full_at = now > limit->burst_ns ? now - limit->burst_ns : 0;
+	__u64 now = *(volatile __u64 *)clock_ns;
 	__u64 empty_at = *(volatile __u64 *)&c->empty_at_ns;
 
+	if ((__s64)(empty_at - now) > 0) {
+		now = bpf_ktime_get_ns();
+		*clock_ns = now;
+	}
+	__u64 full_at = now > limit->burst_ns ? now - limit->burst_ns : 0;
 	/* Unused time beyond a full bucket is forfeit. A lost race here only
 	 * means another CPU already moved empty_at forward. */
 	if ((__s64)(empty_at - full_at) < 0) {
@@ -122,7 +130,7 @@ static __always_inline int police(struct __sk_buff *skb, struct limiter_rule *ru
 
 	const struct limiter_limit *limit = &rule->limit[dir];
 	struct limiter_counters *c = &state->dir[dir];
-	if (limit->rate && !conforms(skb, limit, c, len)) {
+	if (limit->rate && !conforms(skb, limit, c, &state->clock_ns, len)) {
 		__sync_fetch_and_add(&c->dropped_bytes, len);
 		__sync_fetch_and_add(&c->dropped_packets, 1);
 		return 0;

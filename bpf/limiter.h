@@ -64,6 +64,9 @@ struct limiter_state {
 	__u64 flow_epoch;
 	__u32 flows_now;
 	__u32 flows_prev;
+	/* A recent clock reading: while the bucket holds tokens as of then, it
+	 * holds them now, and reading the clock (slow on VMs) can wait. */
+	__u64 clock_ns;
 };
 
 #define LIMITER_FLOW_EPOCH_NS 100000000ULL

@@ -1,6 +1,6 @@
-import type { ChalkInstance } from 'chalk';
+import type { Style } from './output.js';
 
 /** What every command gets from the top level. */
 export interface GlobalOptions {
-  chalk: ChalkInstance;
+  style: Style;
 }

@@ -4,10 +4,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ExitCode, LimiterError } from '../lib/errors.js';
 import { packageRoot } from '../lib/instance.js';
-import { setLibbpfLogSink } from '../lib/libbpf.js';
 import { log, setLogLevel } from '../lib/log.js';
 import type { GlobalOptions } from './context.js';
-import { makeChalk } from './output.js';
+import { makeStyle } from './output.js';
 
 type Options = Record<string, unknown>;
 /** Each command declares the options it reads; commander has checked the names. */
@@ -22,7 +21,7 @@ function action(load: () => Promise<CommandModule>) {
   return async (options: Options, command: Command) => {
     const globals = command.optsWithGlobals() as { verbose?: boolean; color: boolean };
     if (globals.verbose) setLogLevel('debug');
-    await (await load()).run(options as never, { chalk: makeChalk(globals.color) });
+    await (await load()).run(options as never, { style: await makeStyle(globals.color) });
   };
 }
 
@@ -133,7 +132,6 @@ function exitCodeFor(err: unknown): number {
 }
 
 async function main(): Promise<void> {
-  setLibbpfLogSink((_level, message) => log.debug(message));
   try {
     await buildProgram().parseAsync(process.argv);
   } catch (err) {

@@ -63,12 +63,13 @@ export const LAYOUT = {
     },
   },
   limiter_state: {
-    size: 96,
+    size: 104,
     members: {
       dir: { offset: 0, size: 80 },
       flow_epoch: { offset: 80, size: 8 },
       flows_now: { offset: 88, size: 4 },
       flows_prev: { offset: 92, size: 4 },
+      clock_ns: { offset: 96, size: 8 },
     },
   },
   limiter_sk: {

@@ -6,6 +6,7 @@
 import koffi, { type LibraryHandle } from 'koffi';
 import { constants as osConstants } from 'node:os';
 import { LimiterError, ExitCode, unsupported } from './errors.js';
+import { log } from './log.js';
 
 /** enum bpf_attach_type */
 export const AttachType = {
@@ -39,8 +40,6 @@ const MS_NOSUID = 2;
 const MS_NODEV = 4;
 const MS_NOEXEC = 8;
 
-export type LibbpfLogLevel = 'warn' | 'info' | 'debug';
-export type LibbpfLogSink = (level: LibbpfLogLevel, message: string) => void;
 
 /** A failed libbpf, bpf(2) or libc call, with its errno. */
 export class SystemCallError extends LimiterError {
@@ -124,12 +123,6 @@ interface Bindings {
 }
 
 let bound: Bindings | undefined;
-let logSink: LibbpfLogSink = () => {};
-
-/** Where libbpf's own messages go (the caller's leveled logger). */
-export function setLibbpfLogSink(sink: LibbpfLogSink): void {
-  logSink = sink;
-}
 
 function bindings(): Bindings {
   if (bound) return bound;
@@ -204,11 +197,11 @@ function bindings(): Bindings {
 
   // va_list reaches the callback as a pointer (x86-64: array decay; arm64: passed by reference).
   const printProto = koffi.proto(null, 'int', ['int', 'void *', 'void *']);
-  const levels: LibbpfLogLevel[] = ['warn', 'info', 'debug'];
+  // libbpf's messages (warnings and the verifier log included) are debug output: -v shows them.
   const text = Buffer.alloc(4096);
-  const print = koffi.register((level: number, fmt: bigint, args: bigint) => {
+  const print = koffi.register((_level: number, fmt: bigint, args: bigint) => {
     const length = Math.min(b.vsnprintf(text, text.length, fmt, args), text.length - 1);
-    logSink(levels[level] ?? 'debug', text.toString('utf8', 0, Math.max(length, 0)).trimEnd());
+    log.debug(text.toString('utf8', 0, Math.max(length, 0)).trimEnd());
     return 0;
   }, koffi.pointer(printProto));
   b.libbpf_set_print(print);

@@ -3,17 +3,17 @@ import { ExitCode } from '../../lib/errors.js';
 import type { GlobalOptions } from '../context.js';
 import { writeJson } from '../output.js';
 
-export function run(options: { json?: boolean }, { chalk }: GlobalOptions): void {
+export function run(options: { json?: boolean }, { style }: GlobalOptions): void {
   const checks = diagnose();
   const fatal = checks.filter((c) => c.severity === 'fatal');
   if (options.json) {
     writeJson({ usable: fatal.length === 0, checks });
   } else {
     const label: Record<Severity, string> = {
-      ok: chalk.green('ok     '),
-      warning: chalk.yellow('warning'),
-      problem: chalk.red('problem'),
-      fatal: chalk.red.bold('FATAL  '),
+      ok: style.green('ok     '),
+      warning: style.yellow('warning'),
+      problem: style.red('problem'),
+      fatal: style.alarm('FATAL  '),
     };
     for (const c of checks) {
       process.stdout.write(`${label[c.severity]}  ${c.name}: ${c.detail}\n`);

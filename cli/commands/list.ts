@@ -13,7 +13,7 @@ interface ListOptions {
   json?: boolean;
 }
 
-export function run(options: ListOptions, { chalk }: GlobalOptions): void {
+export function run(options: ListOptions, { style }: GlobalOptions): void {
   const pid = options.pid === undefined ? undefined : parsePid(options.pid);
   const ctx = preflight();
   const rules = listRules(ctx, { pid }).map(ruleToJson);
@@ -26,17 +26,17 @@ export function run(options: ListOptions, { chalk }: GlobalOptions): void {
   if (rules.length > 0) {
     const rows = rules.map((r) => [
       r.name,
-      r.rateBytesPerSec === null ? chalk.yellow('none in kernel') : formatRate(r.rateBytesPerSec),
+      r.rateBytesPerSec === null ? style.yellow('none in kernel') : formatRate(r.rateBytesPerSec),
       r.bucketBytes === null ? '-' : formatBytes(r.bucketBytes),
       r.pids.join(',') || '-',
       `${formatBytes(r.passedBytes)} / ${r.passedPackets} pkt`,
       r.droppedPackets > 0
-        ? chalk.red(`${formatBytes(r.droppedBytes)} / ${r.droppedPackets} pkt`)
+        ? style.red(`${formatBytes(r.droppedBytes)} / ${r.droppedPackets} pkt`)
         : `${formatBytes(r.droppedBytes)} / ${r.droppedPackets} pkt`,
       String(r.cgroupId),
     ]);
     process.stdout.write(
-      table(['NAME', 'RATE', 'BUCKET', 'PIDS', 'PASSED', 'DROPPED', 'CGROUP ID'], rows, chalk.bold),
+      table(['NAME', 'RATE', 'BUCKET', 'PIDS', 'PASSED', 'DROPPED', 'CGROUP ID'], rows, style.bold),
     );
   } else if (!kernel) {
     process.stderr.write(`limiter: no rules in instance ${ctx.instance.name}\n`);

@@ -13,7 +13,7 @@ interface SetOptions {
   tree?: boolean;
 }
 
-export function run(options: SetOptions, { chalk }: GlobalOptions): void {
+export function run(options: SetOptions, { style }: GlobalOptions): void {
   const pid = parsePid(options.pid);
   const rate = parseRate(options.rate);
   const limit = makeLimit(rate, options.bucket === undefined ? undefined : parseSize(options.bucket));
@@ -21,7 +21,7 @@ export function run(options: SetOptions, { chalk }: GlobalOptions): void {
   const result = setRule(ctx, { pid, limit, name: options.name, tree: options.tree });
   const rule = result.rule;
   process.stdout.write(
-    `${chalk.bold(rule.name)} ${result.created ? 'created' : 'changed'}: ${describeLimit(limit)}; pids ${rule.pids.join(' ') || '-'}\n`,
+    `${style.bold(rule.name)} ${result.created ? 'created' : 'changed'}: ${describeLimit(limit)}; pids ${rule.pids.join(' ') || '-'}\n`,
   );
   process.stdout.write(describeJoins(result.joined));
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { tokens } from '../../cli/describe.js';
-import { makeChalk, table } from '../../cli/output.js';
+import { makeStyle, table } from '../../cli/output.js';
 import { hasPrivileges } from '../../lib/preflight.js';
 import { makeLimit, validateRuleName } from '../../lib/rules.js';
 
@@ -33,10 +33,13 @@ describe('rule names', () => {
 });
 
 describe('output', () => {
-  it('has no colour under NO_COLOR, --no-color or without a terminal', () => {
-    expect(makeChalk(true, { NO_COLOR: '1' }, true).level).toBe(0);
-    expect(makeChalk(false, {}, true).level).toBe(0);
-    expect(makeChalk(true, {}, false).level).toBe(0);
+  it('has no colour under NO_COLOR, --no-color or without a terminal', async () => {
+    for (const style of [await makeStyle(true, { NO_COLOR: '1' }, true), await makeStyle(false, {}, true), await makeStyle(true, {}, false)]) {
+      expect(style.red('x')).toBe('x');
+    }
+  });
+  it('colours on a terminal', async () => {
+    expect((await makeStyle(true, { FORCE_COLOR: '1' }, true)).red('x')).not.toBe('x');
   });
   it('aligns columns', () => {
     expect(table(['A', 'BB'], [['xyz', '1']])).toBe('A    BB\nxyz  1\n');

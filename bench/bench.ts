@@ -1,0 +1,167 @@
+/**
+ * `make bench` (QUICK=1 for a short run): accuracy against tc tbf, latency
+ * under load, per-skb cost, CLI latency and scale. Prints the tables and
+ * writes bench/results.md and bench/results.json. Everything runs in network
+ * namespaces and an instance of the bench's own, removed at the end.
+ */
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { release } from 'node:os';
+import { join } from 'node:path';
+import { packageRoot } from '../lib/instance.js';
+import { preflight } from '../lib/preflight.js';
+import { runCli, uniqueInstance } from '../test/helpers.js';
+import { gated, inNetns } from '../test/kernel/traffic.js';
+import { runAccuracy, SECONDS, type AccuracyCase, type AccuracyResult, type Traffic } from './accuracy.js';
+import { limiterArgv, nodeBaseline, timeCommand, type CliTiming } from './cli.js';
+import { loopbackThroughput, measureCost, unlimitedCgroup, type CostResult, type ThroughputResult } from './cost.js';
+import { runLatency, type LatencyResult } from './latency.js';
+import { markdownReport } from './report.js';
+import { addEmptyRules } from './scale.js';
+import { createTopology } from './topology.js';
+
+const QUICK = process.env.QUICK === '1';
+const MBIT = 1_000_000;
+
+export interface ScaleResult {
+  rules: number;
+  listMs: number;
+  setMs: number;
+  cost: CostResult;
+}
+
+export interface Results {
+  date: string;
+  kernel: string;
+  mode: 'quick' | 'full';
+  accuracy: AccuracyResult[];
+  latency: LatencyResult[];
+  cost: CostResult[];
+  throughput: ThroughputResult[];
+  cli: CliTiming[];
+  scale: ScaleResult[];
+  seconds: number;
+}
+
+function accuracyCases(): AccuracyCase[] {
+  const traffics: Traffic[] = ['cubic', 'bbr', 'udp'];
+  const rates = QUICK ? [10 * MBIT, 100 * MBIT] : [1 * MBIT, 10 * MBIT, 100 * MBIT, 1000 * MBIT];
+  const buckets = QUICK ? [1, 0.01] : [1, 0.1, 0.01];
+  const flows = QUICK ? [1] : [1, 8];
+  const cases: AccuracyCase[] = [];
+  for (const traffic of traffics)
+    for (const f of flows)
+      for (const rateBits of rates)
+        for (const bucketSeconds of buckets)
+          for (const limiter of ['limiter', 'tbf'] as const) cases.push({ limiter, traffic, flows: f, rateBits, bucketSeconds });
+  return cases;
+}
+
+const log = (line: string) => process.stderr.write(line + '\n');
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const instance = uniqueInstance('bench');
+  const env = { LIMITER_INSTANCE: instance };
+  const topology = createTopology(String(process.pid % 10000));
+  const ctx = preflight({ mountBpffs: true }, { ...process.env, ...env });
+  const sleepers: Array<{ kill(): void }> = [];
+  const cleanup = () => {
+    sleepers.forEach((s) => s.kill());
+    runCli(['purge'], env);
+    topology.destroy();
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      cleanup();
+      process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+    });
+  }
+  const results: Results = {
+    date: new Date().toISOString(),
+    kernel: release(),
+    mode: QUICK ? 'quick' : 'full',
+    accuracy: [],
+    latency: [],
+    cost: [],
+    throughput: [],
+    cli: [],
+    scale: [],
+    seconds: 0,
+  };
+  try {
+    const cases = accuracyCases();
+    for (const [i, c] of cases.entries()) {
+      log(`accuracy ${i + 1}/${cases.length}: ${c.limiter} ${c.traffic} ×${c.flows} ${c.rateBits / MBIT} Mbit/s bucket ${c.bucketSeconds * 1000} ms`);
+      results.accuracy.push(await runAccuracy(topology, env, c));
+    }
+
+    for (const limiter of ['none', 'limiter', 'tbf'] as const) {
+      for (const rateBits of QUICK ? [10 * MBIT] : [10 * MBIT, 100 * MBIT]) {
+        log(`latency under load: ${limiter} ${rateBits / MBIT} Mbit/s`);
+        results.latency.push(await runLatency(topology, env, limiter, rateBits));
+      }
+    }
+
+    log('throughput and cost');
+    results.throughput.push(await loopbackThroughput(topology, 'no program attached'));
+    const sleeper = gated('sleep', ['600']);
+    sleepers.push(sleeper);
+    if (runCli(['set', '--pid', String(sleeper.pid), '--rate', String((100 * MBIT) / 8), '--name', 'bench-limited'], env).code !== 0) {
+      throw new Error('limiter set failed');
+    }
+    results.throughput.push(await loopbackThroughput(topology, 'program attached, process outside the rules'));
+    const unlimited = unlimitedCgroup(ctx.cgroupMount, instance);
+    try {
+      results.throughput.push(await loopbackThroughput(topology, 'process in the instance cgroup tree, no rule', unlimited.dir));
+      results.cost.push(await measureCost(topology, env, unlimited.dir, 'unlimited cgroup', 1));
+    } finally {
+      unlimited.remove();
+    }
+    const limitedDir = join(ctx.instance.cgroupDir, 'bench-limited');
+    results.cost.push(await measureCost(topology, env, limitedDir, 'limited cgroup', 1));
+    // A process in the sender namespace with an open socket, adopted by a rule: tcx now runs on its interfaces.
+    const [holdCommand, ...holdArgs] = inNetns(topology.sender, ['python3', '-c', 'import socket,time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); time.sleep(600)']);
+    const holder = spawn(holdCommand!, holdArgs, { stdio: 'ignore' });
+    sleepers.push({ kill: () => holder.kill('SIGKILL') });
+    await new Promise((r) => setTimeout(r, 500));
+    runCli(['set', '--pid', String(holder.pid), '--rate', '1m', '--name', 'bench-adopted'], env);
+    results.throughput.push(await loopbackThroughput(topology, 'tcx attached (adopted sockets), process outside the rules'));
+
+    log('CLI latency');
+    const node = nodeBaseline();
+    results.cli.push({ command: "node -e ''", medianMs: node, ratioToNode: 1 });
+    const list = timeCommand([...limiterArgv(), 'list'], env);
+    results.cli.push({ command: 'limiter list', medianMs: list, ratioToNode: list / node });
+    const setTime = timeCommand([...limiterArgv(), 'set', '--rate', '1m', '--pid'], env, () => {
+      const p = gated('sleep', ['600']);
+      sleepers.push(p);
+      return [String(p.pid)];
+    });
+    results.cli.push({ command: 'limiter set', medianMs: setTime, ratioToNode: setTime / node });
+
+    for (const total of QUICK ? [1000] : [1000, 10000]) {
+      log(`scale: ${total} rules`);
+      const existing = (JSON.parse(runCli(['list', '--json'], env).stdout) as { rules: unknown[] }).rules.length;
+      addEmptyRules(ctx, total - existing - 1, (100 * MBIT) / 8);
+      const listMs = timeCommand([...limiterArgv(), 'list'], env);
+      const setMs = timeCommand([...limiterArgv(), 'set', '--rate', '1m', '--pid'], env, () => {
+        const p = gated('sleep', ['600']);
+        sleepers.push(p);
+        return [String(p.pid)];
+      });
+      const cost = await measureCost(topology, env, limitedDir, 'limited cgroup', total);
+      results.scale.push({ rules: total, listMs, setMs, cost });
+    }
+  } finally {
+    cleanup();
+  }
+  results.seconds = Math.round((Date.now() - started) / 1000);
+  const report = markdownReport(results, SECONDS);
+  process.stdout.write(report);
+  writeFileSync(join(packageRoot(), 'bench', 'results.md'), report);
+  writeFileSync(join(packageRoot(), 'bench', 'results.json'), JSON.stringify(results, null, 2) + '\n');
+  log(`bench done in ${results.seconds} s: bench/results.md, bench/results.json`);
+}
+
+await main();

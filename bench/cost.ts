@@ -1,0 +1,121 @@
+/**
+ * Per-skb cost of limiter_egress, as a ratio to a trivial `return 1` program
+ * that runs on the very same skbs (attached to the same cgroup), with BPF run
+ * time statistics on. And loopback throughput of unlimited traffic with and
+ * without the programs in its path.
+ */
+import { closeSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import { PROG_EGRESS } from '../lib/abi.js';
+import { cgroupDirOf, createCgroup, movePid, removeCgroup } from '../lib/cgroup.js';
+import { packageRoot } from '../lib/instance.js';
+import { AttachType, BpfObject, enableRunTimeStats, linkCreate, objInfo } from '../lib/libbpf.js';
+import { programView } from '../lib/program.js';
+import { runCli } from '../test/helpers.js';
+import { gated, inNetns, iperfClientArgs, iperfServer, steadyRate } from '../test/kernel/traffic.js';
+import type { Topology } from './topology.js';
+
+export interface CostResult {
+  case: 'unlimited cgroup' | 'limited cgroup';
+  rules: number;
+  nsPerSkb: number;
+  trivialNsPerSkb: number;
+  ratio: number;
+}
+
+const programId = (fd: number) => {
+  const info = Buffer.alloc(224);
+  objInfo(fd, info);
+  return info.readUInt32LE(4);
+};
+
+function runStats(id: number): { ns: number; runs: number } {
+  const view = programView(id);
+  return { ns: view?.runTimeNs ?? 0, runs: view?.runCount ?? 0 };
+}
+
+/** The id of an attached program of the instance, by name, from `list --bpf`. */
+function instanceProgramId(env: NodeJS.ProcessEnv, name: string): number {
+  const { bpf } = JSON.parse(runCli(['list', '--json', '--bpf'], env).stdout) as { bpf: { programs: Array<{ id: number; name: string }> } };
+  const program = bpf.programs.find((p) => name.startsWith(p.name));
+  if (!program) throw new Error(`${name} is not attached`);
+  return program.id;
+}
+
+/**
+ * Sends UDP for a few seconds from a process in cgroupDir, with the trivial
+ * program attached there too, and compares the run time per skb.
+ */
+export async function measureCost(
+  topology: Topology,
+  env: NodeJS.ProcessEnv,
+  cgroupDir: string,
+  label: CostResult['case'],
+  rules: number,
+): Promise<CostResult> {
+  const stats = enableRunTimeStats();
+  const trivial = BpfObject.open(join(packageRoot(), 'bench', 'trivial.bpf.o'));
+  try {
+    trivial.load();
+    const trivialFd = trivial.programFd(trivial.findProgram('trivial_egress')!);
+    const cgroupFd = openSync(cgroupDir, 'r');
+    const link = linkCreate(trivialFd, cgroupFd, AttachType.cgroupInetEgress);
+    closeSync(cgroupFd);
+    try {
+      const oursId = instanceProgramId(env, PROG_EGRESS);
+      const trivialId = programId(trivialFd);
+      const server = await iperfServer('ipv4', { netns: topology.receiver, address: topology.receiverAddress });
+      const [command, ...args] = inNetns(topology.sender, [
+        'iperf3',
+        ...iperfClientArgs(server.port, { family: 'ipv4', address: topology.receiverAddress, seconds: 3, udp: true, udpBitrate: '200M' }),
+      ]);
+      const client = gated(command!, args);
+      try {
+        movePid(client.pid, cgroupDir);
+        const [ours0, trivial0] = [runStats(oursId), runStats(trivialId)];
+        client.go();
+        await client.done;
+        const [ours1, trivial1] = [runStats(oursId), runStats(trivialId)];
+        const nsPerSkb = (ours1.ns - ours0.ns) / Math.max(1, ours1.runs - ours0.runs);
+        const trivialNsPerSkb = (trivial1.ns - trivial0.ns) / Math.max(1, trivial1.runs - trivial0.runs);
+        return { case: label, rules, nsPerSkb, trivialNsPerSkb, ratio: nsPerSkb / trivialNsPerSkb };
+      } finally {
+        client.kill();
+        server.kill();
+      }
+    } finally {
+      closeSync(link);
+    }
+  } finally {
+    trivial.close();
+    closeSync(stats);
+  }
+}
+
+export interface ThroughputResult {
+  case: string;
+  gbitPerSec: number;
+}
+
+/** Unlimited loopback TCP throughput in the sender namespace, for a process in cgroupDir (or left where it is). */
+export async function loopbackThroughput(topology: Topology, label: string, cgroupDir?: string): Promise<ThroughputResult> {
+  const server = await iperfServer('ipv4', { netns: topology.sender });
+  const [command, ...args] = inNetns(topology.sender, ['iperf3', ...iperfClientArgs(server.port, { family: 'ipv4', seconds: 3 })]);
+  const client = gated(command!, args);
+  try {
+    if (cgroupDir) movePid(client.pid, cgroupDir);
+    client.go();
+    await client.done;
+    return { case: label, gbitPerSec: (steadyRate(await server.result, 1) * 8) / 1e9 };
+  } finally {
+    client.kill();
+    server.kill();
+  }
+}
+
+/** A cgroup under the instance without a rule: the program runs there and finds nothing. */
+export function unlimitedCgroup(cgroupMount: string, instance: string): { dir: string; remove(): void } {
+  const dir = cgroupDirOf(cgroupMount, `/${instance}/bench_unlimited`);
+  createCgroup(dir);
+  return { dir, remove: () => removeCgroup(dir) };
+}
