@@ -17,7 +17,7 @@ import { limiterArgv, nodeBaseline, timeCommand, type CliTiming } from './cli.js
 import { loopbackThroughput, measureCost, unlimitedCgroup, type CostResult, type ThroughputResult } from './cost.js';
 import { runLatency, type LatencyResult } from './latency.js';
 import { markdownReport } from './report.js';
-import { addEmptyRules } from './scale.js';
+import { addRules, startSleepers } from './scale.js';
 import { createTopology } from './topology.js';
 
 const QUICK = process.env.QUICK === '1';
@@ -143,7 +143,9 @@ async function main(): Promise<void> {
     for (const total of QUICK ? [1000] : [1000, 10000]) {
       log(`scale: ${total} rules`);
       const existing = (JSON.parse(runCli(['list', '--json'], env).stdout) as { rules: unknown[] }).rules.length;
-      addEmptyRules(ctx, total - existing - 1, (100 * MBIT) / 8);
+      const crowd = await startSleepers(total - existing - 1);
+      sleepers.push(crowd);
+      addRules(ctx, crowd.pids, (100 * MBIT) / 8);
       const listMs = timeCommand([...limiterArgv(), 'list'], env);
       const setMs = timeCommand([...limiterArgv(), 'set', '--rate', '1m', '--pid'], env, () => {
         const p = gated('sleep', ['600']);

@@ -1,34 +1,66 @@
 /**
- * Many rules at once. Creating 10 000 rules through `set` needs 10 000
- * processes; the bench instead writes empty rules (cgroup, map entries,
- * state record) the way `set` does, then measures real commands against them.
+ * Many rules at once. Each rule needs a process in it (a rule whose
+ * processes have all gone is removed), so the bench starts that many sleeps
+ * and writes their rules the way `set` does, in one go rather than through
+ * thousands of commands; then it times real commands against them.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { encodeCgroupId, encodeRule, encodeSlot, emptyStateBuffer, NO_LIMIT } from '../lib/abi.js';
-import { cgroupId, createCgroup } from '../lib/cgroup.js';
+import { emptyStateBuffer, encodeCgroupId, encodeRule, encodeSlot } from '../lib/abi.js';
+import { cgroupId, cgroupOfPid, createCgroup, movePid } from '../lib/cgroup.js';
 import { mapUpdate } from '../lib/libbpf.js';
 import type { Context } from '../lib/preflight.js';
 import { openMaps } from '../lib/program.js';
-import { makeLimit } from '../lib/rules.js';
+import { readProcess } from '../lib/proc.js';
 import { loadState, saveState } from '../lib/state.js';
+import { ruleValueOf } from '../lib/transaction.js';
 
-export function addEmptyRules(ctx: Context, count: number, rateBytes: number): void {
+/** count sleeping processes, children of one shell; kill() ends them all. */
+export async function startSleepers(count: number): Promise<{ pids: number[]; kill(): void }> {
+  const shell: ChildProcess = spawn('sh', ['-c', `i=0; while [ $i -lt ${count} ]; do sleep 3600 & i=$((i+1)); done; echo started; wait`], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+    detached: true,
+  });
+  await new Promise<void>((resolve) => shell.stdout!.once('data', () => resolve()));
+  const pids = readdirSync('/proc')
+    .filter((e) => /^\d+$/.test(e))
+    .map(Number)
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ')[1] === String(shell.pid);
+      } catch {
+        return false;
+      }
+    });
+  return { pids, kill: () => process.kill(-shell.pid!, 'SIGKILL') };
+}
+
+/** One rule per pid, as `set --pid <pid> --rate <rate>` would make it. */
+export function addRules(ctx: Context, pids: number[], rateBytes: number): void {
   const maps = openMaps(ctx.instance);
   if (!maps) throw new Error('the instance has no maps: set one rule first');
   try {
     const state = loadState(ctx.instance.stateFile);
     const used = new Set(Object.values(state.rules).map((r) => r.slot));
     let slot = 0;
-    const limit = makeLimit(rateBytes);
-    for (let i = 0; i < count; i++) {
+    for (const pid of pids) {
       while (used.has(slot)) slot++;
-      const name = `bench-${i}`;
+      const name = `bench-${pid}`;
       const dir = join(ctx.instance.cgroupDir, name);
       createCgroup(dir);
-      const id = cgroupId(dir);
+      const record = {
+        cgroupId: cgroupId(dir),
+        slot,
+        egress: { rate: rateBytes, bucket: rateBytes },
+        ingress: null,
+        members: { [pid]: { origin: cgroupOfPid(pid)!, startTime: readProcess(pid)!.startTime, sockets: [] } },
+        released: [],
+      };
       mapUpdate(maps.state, encodeSlot(slot), emptyStateBuffer());
-      mapUpdate(maps.rules, encodeCgroupId(id), encodeRule({ limits: { egress: limit, ingress: NO_LIMIT }, slot }));
-      state.rules[name] = { cgroupId: id, slot, members: {}, released: [] };
+      mapUpdate(maps.rules, encodeCgroupId(record.cgroupId), encodeRule(ruleValueOf(record)));
+      movePid(pid, dir);
+      state.rules[name] = record;
       used.add(slot);
     }
     saveState(ctx.instance.stateFile, state);

@@ -1,80 +1,44 @@
 /**
- * The rule store: each rule is a cgroup under the instance cgroup, an entry in
- * the rules map keyed by its cgroup id, a slot in the state map, and a record
- * in the runtime state (its members, where they came from, their sockets).
+ * The rule store's operations: set, move, unset, list, purge, reload, and the
+ * end of a `run`. Each state change is one transaction (lib/transaction.ts).
  */
-import { existsSync, realpathSync, rmSync } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
-import {
-  decodeRule,
-  decodeState,
-  emptyRuleBuffer,
-  emptyStateBuffer,
-  encodeCgroupId,
-  encodeConfig,
-  encodeCookie,
-  encodeRule,
-  encodeSlot,
-  encodeSocket,
-  MAX_RULES,
-  NO_LIMIT,
-  type Limit,
-  type RuleValue,
-  type StateValue,
-} from './abi.js';
-import {
-  cgroupDirOf,
-  cgroupId,
-  cgroupOfPid,
-  childCgroups,
-  createCgroup,
-  listPids,
-  movePid,
-  removeCgroup,
-} from './cgroup.js';
+import { existsSync, realpathSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import { decodeRule, decodeState, emptyRuleBuffer, emptyStateBuffer, encodeCgroupId, encodeSlot, type RuleValue, type StateValue } from './abi.js';
+import { cgroupDirOf, cgroupId, cgroupOfPid, childCgroups, listPids, movePid, removeCgroup } from './cgroup.js';
 import { errnoCode, notFound, operationFailed, usageError } from './errors.js';
 import { NAME_FORMS, NAME_PATTERN } from './instance.js';
-import { mapDelete, mapLookup, mapUpdate } from './libbpf.js';
+import { mapLookup } from './libbpf.js';
 import { acquireLock } from './lock.js';
 import { log } from './log.js';
 import type { Context } from './preflight.js';
-import {
-  attachTcx,
-  detachTcx,
-  ensureAttached,
-  isAttached,
-  openMaps,
-  reloadPrograms,
-  rollBack,
-  unpinAll,
-  type MapFds,
-} from './program.js';
+import { openMaps, reloadPrograms, type MapFds } from './program.js';
 import { descendants, readProcess, requireUserProcess } from './proc.js';
 import { inetSocketCookies } from './sockets.js';
-import { emptyState, loadState, saveState, type MemberRecord, type RuleRecord, type State } from './state.js';
+import { emptyState, loadState, saveState, type MemberRecord, type State } from './state.js';
+import {
+  changeLimits,
+  createRule,
+  forgetSockets,
+  memberOf,
+  pointSockets,
+  RELEASED,
+  removeIfEmpty,
+  removeInstance,
+  ruleDir,
+  ruleOfPid,
+  transaction,
+  type Limits,
+  type Transaction,
+} from './transaction.js';
 
-const NSEC_PER_SEC = 1_000_000_000n;
-/** burst_ns must stay far from u64 overflow in the program's time arithmetic. */
-const MAX_BURST_NS = 1n << 62n;
-/** Sockets map value for a socket released from its rule: no rule has cgroup id 0. */
-const RELEASED = 0;
+export { makeLimit, ruleOfPid, type Limits } from './transaction.js';
 
 export function validateRuleName(name: string): string {
   if (!NAME_PATTERN.test(name)) {
     throw usageError('bad-name', `invalid rule name '${name}': expected ${NAME_FORMS}`);
   }
   return name;
-}
-
-/** A direction's limit; the bucket defaults to one second of rate. */
-export function makeLimit(rate: number, bucket: number = rate): Limit {
-  const burstNs = (BigInt(bucket) * NSEC_PER_SEC) / BigInt(rate);
-  if (burstNs > MAX_BURST_NS) {
-    throw usageError('out-of-range', `a bucket of ${bucket} bytes lasts too long at ${rate} bytes/s`, {
-      hint: 'use a smaller bucket or a higher rate',
-    });
-  }
-  return { rate, bucket, burstNs: burstNs > 0n ? burstNs : 1n };
 }
 
 export interface RuleInfo {
@@ -87,191 +51,6 @@ export interface RuleInfo {
   pids: number[];
   /** sockets created before their process joined, limited by cookie */
   adoptedSockets: number;
-}
-
-const ruleDir = (ctx: Context, name: string) => join(ctx.instance.cgroupDir, name);
-
-/** The rule whose cgroup holds pid, from /proc/<pid>/cgroup; null when it is in none. */
-export function ruleOfPid(ctx: Context, pid: number): string | null {
-  const path = cgroupOfPid(pid);
-  if (path === null) throw notFound('no-such-pid', `no process with pid ${pid}`);
-  const prefix = `/${ctx.instance.name}/`;
-  if (!path.startsWith(prefix)) return null;
-  return path.slice(prefix.length).split('/')[0] || null;
-}
-
-/**
- * Runs work under the instance lock with the current state. A runtime
- * directory that only the lock created is removed again when no state came of it.
- */
-function withLockedState<T>(ctx: Context, work: (state: State) => T): T {
-  const fresh = !existsSync(ctx.instance.runDir);
-  const lock = acquireLock(ctx.instance.runDir, ctx.lockTimeoutMs);
-  try {
-    return work(loadState(ctx.instance.stateFile));
-  } finally {
-    if (fresh && !existsSync(ctx.instance.stateFile)) rmSync(ctx.instance.runDir, { recursive: true, force: true });
-    lock.release();
-  }
-}
-
-/**
- * A state change under the lock with the maps open: all or nothing. Steps
- * register their undo; a failure runs them newest first.
- */
-function transaction<T>(ctx: Context, options: { attach: boolean }, work: (t: Transaction) => T): T {
-  return withLockedState(ctx, (state) => {
-    const undo: Array<() => void> = [];
-    let maps: MapFds | null = null;
-    try {
-      if (options.attach && !isAttached(ctx.instance)) {
-        ensureAttached(ctx.instance, ctx.cgroupMount, ctx.objectPath);
-        undo.push(() => removeInstance(ctx));
-      }
-      maps = openMaps(ctx.instance);
-      if (!maps) {
-        throw notFound('no-rules', `instance ${ctx.instance.name} has no rules`, {
-          hint: "'limiter set' creates the first one",
-        });
-      }
-      const t: Transaction = { ctx, maps, state, undo };
-      forgetExited(t);
-      const result = work(t);
-      syncSockets(t);
-      saveState(ctx.instance.stateFile, state);
-      return result;
-    } catch (err) {
-      rollBack(undo);
-      throw err;
-    } finally {
-      maps?.close();
-    }
-  });
-}
-
-interface Transaction {
-  ctx: Context;
-  maps: MapFds;
-  state: State;
-  undo: Array<() => void>;
-}
-
-function allocateSlot(state: State): number {
-  const used = new Set(Object.values(state.rules).map((r) => r.slot));
-  for (let slot = 0; slot < MAX_RULES; slot++) if (!used.has(slot)) return slot;
-  throw operationFailed('too-many-rules', `at most ${MAX_RULES} rules can exist at once`);
-}
-
-function ruleValue(egress: Limit, slot: number): RuleValue {
-  return { limits: { egress, ingress: NO_LIMIT }, slot };
-}
-
-function createRule({ ctx, maps, state, undo }: Transaction, name: string, limit: Limit): RuleRecord {
-  const slot = allocateSlot(state);
-  const dir = ruleDir(ctx, name);
-  if (createCgroup(dir)) undo.push(() => removeCgroup(dir));
-  else if (listPids(dir).length > 0) {
-    throw operationFailed('stray-cgroup', `cgroup ${dir} exists with processes in it but is not a known rule`, {
-      hint: "'limiter list' shows it; 'limiter purge' clears the instance",
-    });
-  }
-  const record: RuleRecord = { cgroupId: cgroupId(dir), slot, members: {}, released: [] };
-  mapUpdate(maps.state, encodeSlot(slot), emptyStateBuffer());
-  const key = encodeCgroupId(record.cgroupId);
-  mapUpdate(maps.rules, key, encodeRule(ruleValue(limit, slot)));
-  undo.push(() => mapDelete(maps.rules, key));
-  state.rules[name] = record;
-  undo.push(() => delete state.rules[name]);
-  return record;
-}
-
-function changeLimit({ maps, undo }: Transaction, record: RuleRecord, limit: Limit): void {
-  const key = encodeCgroupId(record.cgroupId);
-  const old = emptyRuleBuffer();
-  const hadValue = mapLookup(maps.rules, key, old);
-  mapUpdate(maps.rules, key, encodeRule(ruleValue(limit, record.slot)));
-  undo.push(() => (hadValue ? mapUpdate(maps.rules, key, old) : mapDelete(maps.rules, key)));
-}
-
-/** Points sockets at a rule (or RELEASED), remembering their previous entries for undo. */
-function pointSockets({ maps, undo }: Transaction, cookies: string[], ruleCgroupId: number): void {
-  for (const cookie of cookies) {
-    const key = encodeCookie(cookie);
-    const old = Buffer.alloc(8);
-    const had = mapLookup(maps.sockets, key, old);
-    mapUpdate(maps.sockets, key, encodeSocket(ruleCgroupId));
-    undo.push(() => (had ? mapUpdate(maps.sockets, key, old) : mapDelete(maps.sockets, key)));
-  }
-}
-
-function forgetSockets({ maps }: Transaction, cookies: string[]): void {
-  for (const cookie of cookies) mapDelete(maps.sockets, encodeCookie(cookie));
-}
-
-/** Removes an empty rule: cgroup first (the kernel refuses while it is populated), then its map entries. */
-function removeRule(t: Transaction, name: string): void {
-  const { ctx, maps, state } = t;
-  removeCgroup(ruleDir(ctx, name));
-  const record = state.rules[name];
-  if (record) {
-    mapDelete(maps.rules, encodeCgroupId(record.cgroupId));
-    forgetSockets(t, [...Object.values(record.members).flatMap((m) => m.sockets), ...record.released]);
-  }
-  delete state.rules[name];
-  if (state.lastRule === name) state.lastRule = null;
-}
-
-function removeIfEmpty(t: Transaction, name: string): boolean {
-  if (listPids(ruleDir(t.ctx, name)).length > 0) return false;
-  try {
-    removeRule(t, name);
-    return true;
-  } catch (err) {
-    log.warn(`rule ${name} is empty but could not be removed: ${(err as Error).message}`);
-    return false;
-  }
-}
-
-/** The member record of pid in rule, if it is about this very process (not a reused pid). */
-function memberOf(state: State, rule: string | null, pid: number): MemberRecord | null {
-  const member = rule === null ? undefined : state.rules[rule]?.members[String(pid)];
-  if (!member) return null;
-  const process = readProcess(pid);
-  return process && process.startTime === member.startTime ? member : null;
-}
-
-/** Drops the records of members that have exited, and their sockets' entries. */
-function forgetExited(t: Transaction): void {
-  for (const [name, record] of Object.entries(t.state.rules)) {
-    for (const [pid, member] of Object.entries(record.members)) {
-      if (memberOf(t.state, name, Number(pid)) === null) {
-        forgetSockets(t, member.sockets);
-        delete record.members[pid];
-      }
-    }
-  }
-}
-
-/**
- * Tells the programs how many sockets entries exist (0 spares them a lookup)
- * and keeps the tcx links attached exactly while some socket is adopted.
- */
-function syncSockets({ ctx, maps, state }: Transaction): void {
-  const records = Object.values(state.rules);
-  const adopters = records.flatMap((r) => Object.entries(r.members)).filter(([, m]) => m.sockets.length > 0);
-  const entries = records.reduce((n, r) => n + r.released.length, 0) + adopters.reduce((n, [, m]) => n + m.sockets.length, 0);
-  mapUpdate(maps.config, encodeSlot(0), encodeConfig(entries));
-  if (adopters.length === 0) {
-    detachTcx(ctx.instance);
-    return;
-  }
-  for (const [pid] of adopters) {
-    try {
-      attachTcx(ctx.instance, `/proc/${pid}/ns/net`);
-    } catch (err) {
-      log.warn(`connections pid ${pid} opened before it was limited stay unlimited: ${(err as Error).message}`);
-    }
-  }
 }
 
 export interface JoinResult {
@@ -298,11 +77,15 @@ function joinRule(t: Transaction, pid: number, name: string): JoinResult | null 
   const record = state.rules[name]!;
   const previous = memberOf(state, current, pid);
   const origin = previous?.origin ?? (current === null ? cgroupOfPid(pid)! : '/');
+  const sockets = inetSocketCookies(pid);
+  // Recorded before the move: a crash in between leaves a record the next
+  // command drops (the process is not in the rule), never a process with no record.
+  record.members[String(pid)] = { origin, startTime: process.startTime, sockets };
+  undo.push(() => delete record.members[String(pid)]);
+  saveState(ctx.instance.stateFile, state);
   movePid(pid, ruleDir(ctx, name));
   undo.push(() => movePid(pid, current === null ? cgroupDirOf(ctx.cgroupMount, origin) : ruleDir(ctx, current)));
-  const sockets = inetSocketCookies(pid);
   pointSockets(t, sockets, record.cgroupId);
-  record.members[String(pid)] = { origin, startTime: process.startTime, sockets };
   record.released = record.released.filter((c) => !sockets.includes(c));
   let removedRule = false;
   if (current !== null && state.rules[current]) {
@@ -314,7 +97,8 @@ function joinRule(t: Transaction, pid: number, name: string): JoinResult | null 
 
 export interface SetOptions {
   pid: number;
-  limit: Limit;
+  /** the directions to set; a rule that exists keeps the limits of the others */
+  limits: Partial<Limits>;
   name?: string;
   /** also every descendant of pid */
   tree?: boolean;
@@ -338,8 +122,8 @@ export function setRule(ctx: Context, options: SetOptions): SetResult {
     const name = options.name ?? current ?? `pid-${options.pid}`;
     let record = t.state.rules[name];
     const created = !record;
-    if (record) changeLimit(t, record, options.limit);
-    else record = createRule(t, name, options.limit);
+    if (record) changeLimits(t, record, options.limits);
+    else record = createRule(t, name, { egress: options.limits.egress ?? null, ingress: options.limits.ingress ?? null });
     const joined = joinAll(t, options.pid, name, options.tree);
     t.state.lastRule = name;
     return { rule: describeRule(ctx, t.maps, name, record.cgroupId, t.state), created, joined };
@@ -495,13 +279,6 @@ export function listRules(ctx: Context, options: ListOptions = {}): RuleInfo[] {
   } finally {
     maps?.close();
   }
-}
-
-/** The instance's own kernel objects, cgroup and runtime directory; its rules must be gone. */
-function removeInstance(ctx: Context): void {
-  unpinAll(ctx.instance);
-  removeCgroup(ctx.instance.cgroupDir);
-  rmSync(ctx.instance.runDir, { recursive: true, force: true });
 }
 
 export interface PurgeResult {

@@ -6,14 +6,13 @@
 import { spawn } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import type { Writable } from 'node:stream';
-import type { Limit } from './abi.js';
 import { cgroupOfPid } from './cgroup.js';
 import { operationFailed } from './errors.js';
 import type { Context } from './preflight.js';
-import { endRun, setRule, type SetResult } from './rules.js';
+import { endRun, setRule, type Limits, type SetResult } from './rules.js';
 
 export interface RunOptions {
-  limit: Limit;
+  limits: Partial<Limits>;
   name?: string;
   command: string[];
 }
@@ -38,7 +37,7 @@ export async function runLimited(ctx: Context, options: RunOptions, onLimited?: 
   }
   let limited: SetResult;
   try {
-    limited = setRule(ctx, { pid, limit: options.limit, name: options.name ?? `run-${pid}` });
+    limited = setRule(ctx, { pid, limits: options.limits, name: options.name ?? `run-${pid}` });
   } catch (err) {
     child.kill('SIGKILL');
     await exited;

@@ -11,9 +11,17 @@ export interface MemberRecord {
   sockets: string[];
 }
 
+/** A direction's limit as the user set it; the kernel's copy is rebuilt from it if lost. */
+export interface LimitRecord {
+  rate: number;
+  bucket: number;
+}
+
 export interface RuleRecord {
   cgroupId: number;
   slot: number;
+  egress: LimitRecord | null;
+  ingress: LimitRecord | null;
   members: Record<string, MemberRecord>;
   /** cookies of sockets of former members, which the sockets map exempts from the rule */
   released: string[];
@@ -60,11 +68,16 @@ function isMember(value: unknown): value is MemberRecord {
   );
 }
 
+const isLimit = (value: unknown) =>
+  value === null || (isRecord(value) && Number.isInteger(value.rate) && Number.isInteger(value.bucket));
+
 function isRule(value: unknown): value is RuleRecord {
   return (
     isRecord(value) &&
     Number.isInteger(value.cgroupId) &&
     Number.isInteger(value.slot) &&
+    isLimit(value.egress) &&
+    isLimit(value.ingress) &&
     isRecord(value.members) &&
     Object.values(value.members).every(isMember) &&
     isCookieList(value.released)

@@ -16,7 +16,7 @@ export async function run(options: RunOptions): Promise<void> {
   const limit = makeLimit(parseRate(options.rate), options.bucket === undefined ? undefined : parseSize(options.bucket));
   const ctx = preflight({ object: true, mountBpffs: true });
   // stdout belongs to the command: what limiter says goes to stderr.
-  process.exitCode = await runLimited(ctx, { limit, name: options.name, command: options.command }, (result) =>
+  process.exitCode = await runLimited(ctx, { limits: { egress: limit }, name: options.name, command: options.command }, (result) =>
     log.info(`${result.rule.name}: ${describeLimit(limit)}`),
   );
 }

@@ -14,7 +14,14 @@ const sample: State = {
   version: 1,
   lastRule: 'web',
   rules: {
-    web: { cgroupId: 1234, slot: 0, members: { '42': { origin: '/user.slice', startTime: 99, sockets: ['7'] } }, released: [] },
+    web: {
+      cgroupId: 1234,
+      slot: 0,
+      egress: { rate: 1048576, bucket: 1048576 },
+      ingress: null,
+      members: { '42': { origin: '/user.slice', startTime: 99, sockets: ['7'] } },
+      released: [],
+    },
   },
 };
 
@@ -34,9 +41,10 @@ describe('state store', () => {
   it.each([
     ['not JSON', '{'],
     ['wrong version', JSON.stringify({ ...sample, version: 2 })],
-    ['rule without cgroup id', JSON.stringify({ ...sample, rules: { web: { slot: 0, members: {}, released: [] } } })],
-    ['cookie that is not a number', JSON.stringify({ ...sample, rules: { web: { cgroupId: 1, slot: 0, members: {}, released: ['x'] } } })],
-    ['member without origin', JSON.stringify({ ...sample, rules: { web: { cgroupId: 1, slot: 0, members: { 1: {} }, released: [] } } })],
+    ['rule without cgroup id', JSON.stringify({ ...sample, rules: { web: { slot: 0, egress: null, ingress: null, members: {}, released: [] } } })],
+    ['limit without bucket', JSON.stringify({ ...sample, rules: { web: { cgroupId: 1, slot: 0, egress: { rate: 1 }, ingress: null, members: {}, released: [] } } })],
+    ['cookie that is not a number', JSON.stringify({ ...sample, rules: { web: { cgroupId: 1, slot: 0, egress: null, ingress: null, members: {}, released: ['x'] } } })],
+    ['member without origin', JSON.stringify({ ...sample, rules: { web: { cgroupId: 1, slot: 0, egress: null, ingress: null, members: { 1: {} }, released: [] } } })],
     ['array of rules', JSON.stringify({ ...sample, rules: [] })],
   ])('rejects a file with %s', (_why, text) => {
     expect(parseState(text)).toBeNull();
