@@ -114,12 +114,12 @@ async function main(): Promise<void> {
     const unlimited = unlimitedCgroup(ctx.cgroupMount, instance);
     try {
       results.throughput.push(await loopbackThroughput(topology, 'process in the instance cgroup tree, no rule', unlimited.dir));
-      results.cost.push(await measureCost(topology, env, unlimited.dir, 'unlimited cgroup', 1));
+      results.cost.push(await measureCost(topology, ctx, unlimited.dir, 'unlimited cgroup', 1));
     } finally {
       unlimited.remove();
     }
     const limitedDir = join(ctx.instance.cgroupDir, 'bench-limited');
-    results.cost.push(await measureCost(topology, env, limitedDir, 'limited cgroup', 1));
+    results.cost.push(await measureCost(topology, ctx, limitedDir, 'limited cgroup', 1));
     // A process in the sender namespace with an open socket, adopted by a rule: tcx now runs on its interfaces.
     const [holdCommand, ...holdArgs] = inNetns(topology.sender, ['python3', '-c', 'import socket,time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); time.sleep(600)']);
     const holder = spawn(holdCommand!, holdArgs, { stdio: 'ignore' });
@@ -152,7 +152,7 @@ async function main(): Promise<void> {
         sleepers.push(p);
         return [String(p.pid)];
       });
-      const cost = await measureCost(topology, env, limitedDir, 'limited cgroup', total);
+      const cost = await measureCost(topology, ctx, limitedDir, 'limited cgroup', total);
       results.scale.push({ rules: total, listMs, setMs, cost });
     }
   } finally {

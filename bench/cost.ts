@@ -10,8 +10,8 @@ import { PROG_EGRESS } from '../lib/abi.js';
 import { cgroupDirOf, createCgroup, movePid, removeCgroup } from '../lib/cgroup.js';
 import { packageRoot } from '../lib/instance.js';
 import { AttachType, BpfObject, enableRunTimeStats, linkCreate, objInfo } from '../lib/libbpf.js';
-import { programView } from '../lib/program.js';
-import { runCli } from '../test/helpers.js';
+import type { Context } from '../lib/preflight.js';
+import { inspectKernel, programView } from '../lib/program.js';
 import { gated, inNetns, iperfClientArgs, iperfServer, steadyRate } from '../test/kernel/traffic.js';
 import type { Topology } from './topology.js';
 
@@ -34,11 +34,10 @@ function runStats(id: number): { ns: number; runs: number } {
   return { ns: view?.runTimeNs ?? 0, runs: view?.runCount ?? 0 };
 }
 
-/** The id of an attached program of the instance, by name, from `list --bpf`. */
-function instanceProgramId(env: NodeJS.ProcessEnv, name: string): number {
-  const { bpf } = JSON.parse(runCli(['list', '--json', '--bpf'], env).stdout) as { bpf: { programs: Array<{ id: number; name: string }> } };
-  const program = bpf.programs.find((p) => name.startsWith(p.name));
-  if (!program) throw new Error(`${name} is not attached`);
+/** The id of the program attached to the instance cgroup. */
+function instanceProgramId(ctx: Context): number {
+  const program = inspectKernel(ctx.instance).programs.find((p) => PROG_EGRESS.startsWith(p.name));
+  if (!program) throw new Error(`${PROG_EGRESS} is not attached`);
   return program.id;
 }
 
@@ -48,7 +47,7 @@ function instanceProgramId(env: NodeJS.ProcessEnv, name: string): number {
  */
 export async function measureCost(
   topology: Topology,
-  env: NodeJS.ProcessEnv,
+  ctx: Context,
   cgroupDir: string,
   label: CostResult['case'],
   rules: number,
@@ -62,7 +61,7 @@ export async function measureCost(
     const link = linkCreate(trivialFd, cgroupFd, AttachType.cgroupInetEgress);
     closeSync(cgroupFd);
     try {
-      const oursId = instanceProgramId(env, PROG_EGRESS);
+      const oursId = instanceProgramId(ctx);
       const trivialId = programId(trivialFd);
       const server = await iperfServer('ipv4', { netns: topology.receiver, address: topology.receiverAddress });
       const [command, ...args] = inNetns(topology.sender, [

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { ExitCode, LimiterError } from '../lib/errors.js';
 import { packageRoot } from '../lib/instance.js';
 import { log, setLogLevel } from '../lib/log.js';
+import { receivedSignal, signalExitCode, watchSignals } from '../lib/signals.js';
 import type { GlobalOptions } from './context.js';
 import { makeStyle } from './output.js';
 
@@ -21,7 +22,14 @@ function action(load: () => Promise<CommandModule>) {
   return async (options: Options, command: Command) => {
     const globals = command.optsWithGlobals() as { verbose?: boolean; color: boolean };
     if (globals.verbose) setLogLevel('debug');
+    // run passes signals on to its command; every other command finishes the step it is in.
+    if (command.name() !== 'run') watchSignals();
     await (await load()).run(options as never, { style: await makeStyle(globals.color) });
+    const signal = receivedSignal();
+    if (signal) {
+      process.stderr.write(`limiter: ${signal} received; the command finished its change first\n`);
+      process.exitCode = signalExitCode(signal);
+    }
   };
 }
 

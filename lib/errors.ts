@@ -8,7 +8,8 @@ export const ExitCode = {
   unsupported: 5,
   busy: 6,
 } as const;
-export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
+/** One of the table above, or 128 + a signal number (interrupted). */
+export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode] | number;
 
 export interface ErrorDetails {
   hint?: string;

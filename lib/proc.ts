@@ -31,7 +31,7 @@ function pidMax(): number {
   }
 }
 
-/** Information about a live process, or null when no process has that pid. */
+/** Information about a live process, or null when no process has that pid (or only its zombie). */
 export function readProcess(pid: number): ProcessInfo | null {
   let stat: string;
   try {
@@ -45,6 +45,7 @@ export function readProcess(pid: number): ProcessInfo | null {
   const comm = stat.slice(stat.indexOf('(') + 1, close);
   const fields = stat.slice(close + 2).split(' ');
   // fields[0] is field 3 (state) of proc(5).
+  if (fields[0] === 'Z' || fields[0] === 'X') return null;
   const flags = Number(fields[9 - 3]);
   return {
     pid,

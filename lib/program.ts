@@ -62,8 +62,14 @@ export function openMaps(instance: Instance): MapFds | null {
   return { rules, state, sockets, config, close: () => fds.forEach((fd) => closeSync(fd)) };
 }
 
+/** Whether the instance has its program attached (the egress link is pinned). */
 export function isAttached(instance: Instance): boolean {
   return existsSync(pinPath(instance, PIN.egressLink));
+}
+
+/** Whether every map, program and cgroup link of the instance is pinned. */
+export function isComplete(instance: Instance): boolean {
+  return [...MAPS, ...PROGRAMS, ...CGROUP_LINKS.map((l) => l.pin)].every((pin) => existsSync(pinPath(instance, pin)));
 }
 
 /** Why an object cannot serve this version of limiter, or null when it can. */
@@ -153,12 +159,32 @@ const CGROUP_LINKS: Array<{ pin: string; program: ProgramName; attachType: numbe
 ];
 
 /**
- * Loads the programs and attaches limiter_egress to the instance cgroup
- * through a pinned link, unless that is done already. On failure, removes
- * what it created.
+ * Makes the instance whole: loads the programs and attaches them to the
+ * instance cgroup through pinned links, or repairs whatever pin is missing.
+ * Returns whether it had anything to do.
  */
-export function ensureAttached(instance: Instance, cgroupMount: string, objectPath: string): void {
-  if (isAttached(instance)) return;
+export function ensureAttached(instance: Instance, cgroupMount: string, objectPath: string): boolean {
+  if (isComplete(instance)) return false;
+  install(instance, cgroupMount, objectPath);
+  log.debug(`attached ${PROG_EGRESS} to ${instance.cgroupDir}`);
+  return true;
+}
+
+/** The program a pinned link runs now, as an fd, or null. */
+function programOfLink(linkFd: number): number | null {
+  // struct bpf_link_info: prog_id @8
+  const info = Buffer.alloc(32);
+  objInfo(linkFd, info);
+  return fdById('prog', info.readUInt32LE(8));
+}
+
+/**
+ * Loads objectPath (reusing the pinned maps, pinning any that are missing),
+ * gives every pinned link the new program atomically, creates the cgroup
+ * links that are missing, and pins the programs. On failure it undoes what
+ * it did: links get their old program back, and what it created goes.
+ */
+function install(instance: Instance, cgroupMount: string, objectPath: string): { links: number } {
   // Only the instance's own cgroup, a direct child of the mount: never the root or a foreign cgroup.
   if (dirname(instance.cgroupDir) !== cgroupMount) {
     throw new Error(`refusing to attach outside the instance cgroup: ${instance.cgroupDir}`);
@@ -175,14 +201,30 @@ export function ensureAttached(instance: Instance, cgroupMount: string, objectPa
     }
     const { object, programFds } = loadObject(instance, objectPath);
     try {
-      for (const name of PROGRAMS) {
-        unlinkIfPresent(pinPath(instance, name));
-        objPin(programFds[name], pinPath(instance, name));
-        undo.push(() => unlinkIfPresent(pinPath(instance, name)));
+      const links = pinnedLinks(instance);
+      for (const { pin, program } of links) {
+        const linkFd = objGet(pinPath(instance, pin))!;
+        try {
+          const old = programOfLink(linkFd);
+          linkUpdate(linkFd, programFds[program]);
+          if (old !== null) {
+            undo.push(() => {
+              const fd = objGet(pinPath(instance, pin));
+              if (fd !== null) {
+                linkUpdate(fd, old);
+                closeSync(fd);
+              }
+              closeSync(old);
+            });
+          }
+        } finally {
+          closeSync(linkFd);
+        }
       }
       const cgroupFd = openSync(instance.cgroupDir, 'r');
       try {
         for (const { pin, program, attachType } of CGROUP_LINKS) {
+          if (existsSync(pinPath(instance, pin))) continue;
           const link = linkCreate(programFds[program], cgroupFd, attachType);
           try {
             objPin(link, pinPath(instance, pin));
@@ -194,10 +236,14 @@ export function ensureAttached(instance: Instance, cgroupMount: string, objectPa
       } finally {
         closeSync(cgroupFd);
       }
+      for (const name of PROGRAMS) {
+        unlinkIfPresent(pinPath(instance, name));
+        objPin(programFds[name], pinPath(instance, name));
+      }
+      return { links: links.length };
     } finally {
       object.close();
     }
-    log.debug(`attached ${PROG_EGRESS} to ${instance.cgroupDir}`);
   } catch (err) {
     rollBack(undo);
     throw err instanceof LimiterError
@@ -274,44 +320,16 @@ export function detachTcx(instance: Instance): void {
  * checked and loaded before anything is touched; if one link cannot be
  * updated, the links already updated get their old program back.
  */
-export function reloadPrograms(instance: Instance, objectPath: string): { links: number } {
+export function reloadPrograms(instance: Instance, cgroupMount: string, objectPath: string): { links: number } {
+  requireAttached(instance);
+  return install(instance, cgroupMount, objectPath);
+}
+
+export function requireAttached(instance: Instance): void {
   if (!isAttached(instance)) {
     throw operationFailed('not-attached', `instance ${instance.name} has no program attached`, {
       hint: "'limiter set' attaches it",
     });
-  }
-  const { object, programFds } = loadObject(instance, objectPath);
-  const undo: Array<() => void> = [];
-  try {
-    const links = pinnedLinks(instance);
-    for (const { pin, program } of links) {
-      const linkFd = objGet(pinPath(instance, pin));
-      if (linkFd === null) continue;
-      try {
-        const oldProgram = objGet(pinPath(instance, program));
-        linkUpdate(linkFd, programFds[program]);
-        if (oldProgram !== null) {
-          undo.push(() => {
-            const fd = objGet(pinPath(instance, pin));
-            if (fd !== null) linkUpdate(fd, oldProgram);
-            if (fd !== null) closeSync(fd);
-            closeSync(oldProgram);
-          });
-        }
-      } finally {
-        closeSync(linkFd);
-      }
-    }
-    for (const name of PROGRAMS) {
-      unlinkIfPresent(pinPath(instance, name));
-      objPin(programFds[name], pinPath(instance, name));
-    }
-    return { links: links.length };
-  } catch (err) {
-    rollBack(undo);
-    throw err;
-  } finally {
-    object.close();
   }
 }
 

@@ -4,13 +4,23 @@
  * crash, a reboot, or a cgroup, pin or state file removed by hand is noticed,
  * reported on stderr, and repaired.
  */
-import { decodeCgroupId, decodeRule, emptyRuleBuffer, encodeCgroupId, encodeRule, type RuleValue } from './abi.js';
+import {
+  decodeCgroupId,
+  decodeRule,
+  emptyRuleBuffer,
+  encodeCgroupId,
+  encodeCookie,
+  encodeRule,
+  encodeSocket,
+  type RuleValue,
+} from './abi.js';
 import { cgroupId, childCgroups, listPids, movePid, cgroupDirOf } from './cgroup.js';
 import { mapDelete, mapKeys, mapLookup, mapUpdate } from './libbpf.js';
 import { log } from './log.js';
 import { readProcess } from './proc.js';
 import type { LimitRecord } from './state.js';
 import {
+  RELEASED,
   dropRecord,
   forgetSockets,
   memberOf,
@@ -93,11 +103,22 @@ export function reconcile(t: Transaction): void {
     }
   }
 
+  // Sockets entries the kernel lost with a removed map.
+  for (const record of Object.values(state.rules)) {
+    const expect = [
+      ...Object.values(record.members).flatMap((m) => m.sockets.map((c) => [c, record.cgroupId] as const)),
+      ...record.released.map((c) => [c, RELEASED] as const),
+    ];
+    for (const [cookie, target] of expect) {
+      if (!mapLookup(maps.sockets, encodeCookie(cookie), Buffer.alloc(8))) mapUpdate(maps.sockets, encodeCookie(cookie), encodeSocket(target));
+    }
+  }
+
   // Rules whose processes have all exited are done (a set in progress fills its rule after this).
   for (const name of Object.keys(state.rules)) {
     if (listPids(ruleDir(ctx, name)).length === 0) {
       removeRule(t, name);
-      log.info(`rule ${name} has no processes left; removed it`);
+      found(`rule ${name}: its processes have all exited; removed it`);
     }
   }
 }

@@ -12,7 +12,7 @@ import { mapLookup } from './libbpf.js';
 import { acquireLock } from './lock.js';
 import { log } from './log.js';
 import type { Context } from './preflight.js';
-import { openMaps, reloadPrograms, type MapFds } from './program.js';
+import { openMaps, reloadPrograms, requireAttached, type MapFds } from './program.js';
 import { descendants, readProcess, requireUserProcess } from './proc.js';
 import { inetSocketCookies } from './sockets.js';
 import { emptyState, loadState, saveState, type MemberRecord, type State } from './state.js';
@@ -28,6 +28,7 @@ import {
   ruleDir,
   ruleOfPid,
   transaction,
+  withLockedState,
   type Limits,
   type Transaction,
 } from './transaction.js';
@@ -114,7 +115,7 @@ export interface SetResult {
  * Limits a process: creates its rule (or changes the rule it is already in)
  * and moves it there, with its threads and, with tree, its descendants.
  */
-export function setRule(ctx: Context, options: SetOptions): SetResult {
+export function setRule(ctx: Context, options: SetOptions): Promise<SetResult> {
   requireUserProcess(options.pid);
   if (options.name !== undefined) validateRuleName(options.name);
   return transaction(ctx, { attach: true }, (t) => {
@@ -167,7 +168,12 @@ export function resolveTarget(ctx: Context, state: State, target: MoveTarget): s
 }
 
 /** Moves a process (and, with tree, its descendants) into an existing rule. */
-export function moveToRule(ctx: Context, pid: number, target: MoveTarget, tree = false): { rule: string; joined: JoinResult[] } {
+export function moveToRule(
+  ctx: Context,
+  pid: number,
+  target: MoveTarget,
+  tree = false,
+): Promise<{ rule: string; joined: JoinResult[] }> {
   requireUserProcess(pid);
   return transaction(ctx, { attach: false }, (t) => {
     const rule = resolveTarget(ctx, t.state, target);
@@ -187,7 +193,7 @@ export interface UnsetResult {
  * releases its sockets, including those it opened while limited. Removes
  * the rule if that leaves it empty.
  */
-export function unsetPid(ctx: Context, pid: number, tree = false): UnsetResult[] {
+export function unsetPid(ctx: Context, pid: number, tree = false): Promise<UnsetResult[]> {
   requireUserProcess(pid);
   const notLimited = () => notFound('not-limited', `pid ${pid} is not limited by instance ${ctx.instance.name}`);
   if (ruleOfPid(ctx, pid) === null) throw notLimited();
@@ -293,8 +299,8 @@ export interface PurgeResult {
  * instance cgroup and the runtime directory. Idempotent; carries on past a
  * failed step and reports the failures at the end.
  */
-export function purge(ctx: Context): PurgeResult {
-  const lock = acquireLock(ctx.instance.runDir, ctx.lockTimeoutMs);
+export async function purge(ctx: Context): Promise<PurgeResult> {
+  const lock = await acquireLock(ctx.instance.runDir, ctx.lockTimeoutMs);
   try {
     let state: State;
     try {
@@ -340,13 +346,10 @@ export function purge(ctx: Context): PurgeResult {
  * Replaces the programs of the instance with those of objectPath, keeping the
  * maps. The object is checked and loaded before any link changes.
  */
-export function reload(ctx: Context, objectPath: string): { links: number } {
-  const lock = acquireLock(ctx.instance.runDir, ctx.lockTimeoutMs);
-  try {
-    return reloadPrograms(ctx.instance, objectPath);
-  } finally {
-    lock.release();
-  }
+export async function reload(ctx: Context, objectPath: string): Promise<{ links: number }> {
+  // Checked before the lock too, so that refusing leaves not even a runtime directory.
+  requireAttached(ctx.instance);
+  return withLockedState(ctx, () => reloadPrograms(ctx.instance, ctx.cgroupMount, objectPath));
 }
 
 /**
@@ -354,9 +357,9 @@ export function reload(ctx: Context, objectPath: string): { links: number } {
  * to the command's origin, and the rule is removed unless someone else has
  * joined it since. A rule the command only joined (by --name) is left alone.
  */
-export function endRun(ctx: Context, name: string, createdByRun: boolean, origin: string): void {
+export async function endRun(ctx: Context, name: string, createdByRun: boolean, origin: string): Promise<void> {
   if (!createdByRun) return;
-  transaction(ctx, { attach: false }, (t) => {
+  await transaction(ctx, { attach: false }, (t) => {
     const record = t.state.rules[name];
     if (!record) return;
     for (const pid of listPids(ruleDir(ctx, name))) {

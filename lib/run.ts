@@ -37,7 +37,7 @@ export async function runLimited(ctx: Context, options: RunOptions, onLimited?: 
   }
   let limited: SetResult;
   try {
-    limited = setRule(ctx, { pid, limits: options.limits, name: options.name ?? `run-${pid}` });
+    limited = await setRule(ctx, { pid, limits: options.limits, name: options.name ?? `run-${pid}` });
   } catch (err) {
     child.kill('SIGKILL');
     await exited;
@@ -56,6 +56,6 @@ export async function runLimited(ctx: Context, options: RunOptions, onLimited?: 
     return code ?? 128 + (signal ? osConstants.signals[signal] : 0);
   } finally {
     FORWARDED.forEach((s) => process.off(s, forward));
-    endRun(ctx, limited.rule.name, limited.created, origin);
+    await endRun(ctx, limited.rule.name, limited.created, origin);
   }
 }

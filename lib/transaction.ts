@@ -60,9 +60,9 @@ export function ruleOfPid(ctx: Context, pid: number): string | null {
  * Runs work under the instance lock with the current state. A runtime
  * directory that only the lock created is removed again when no state came of it.
  */
-export function withLockedState<T>(ctx: Context, work: (state: State) => T): T {
+export async function withLockedState<T>(ctx: Context, work: (state: State) => T): Promise<T> {
   const fresh = !existsSync(ctx.instance.runDir);
-  const lock = acquireLock(ctx.instance.runDir, ctx.lockTimeoutMs);
+  const lock = await acquireLock(ctx.instance.runDir, ctx.lockTimeoutMs);
   try {
     return work(loadState(ctx.instance.stateFile));
   } finally {
@@ -77,17 +77,13 @@ export function withLockedState<T>(ctx: Context, work: (state: State) => T): T {
  * things removed by hand); then steps register their undo, and a failure
  * runs them newest first.
  */
-export function transaction<T>(ctx: Context, options: { attach: boolean }, work: (t: Transaction) => T): T {
+export function transaction<T>(ctx: Context, options: { attach: boolean }, work: (t: Transaction) => T): Promise<T> {
   return withLockedState(ctx, (state) => {
     const undo: Array<() => void> = [];
     let maps: MapFds | null = null;
     try {
-      const hasRules = Object.keys(state.rules).length > 0;
-      if ((options.attach || hasRules) && !isAttached(ctx.instance)) {
-        ensureAttached(ctx.instance, ctx.cgroupMount, ctx.objectPath);
-        if (hasRules) log.warn(`the program of instance ${ctx.instance.name} was not attached; attached it again`);
-        else undo.push(() => removeInstance(ctx));
-      }
+      const known = Object.keys(state.rules).length > 0 || isAttached(ctx.instance);
+      if (options.attach || known) repair(ctx, known, undo);
       maps = openMaps(ctx.instance);
       if (!maps) {
         throw notFound('no-rules', `instance ${ctx.instance.name} has no rules`, {
@@ -107,6 +103,24 @@ export function transaction<T>(ctx: Context, options: { attach: boolean }, work:
       maps?.close();
     }
   });
+}
+
+/**
+ * Attaches a new instance, or repairs one that has lost a pin (a pinned map,
+ * program or link removed by hand, a crash in the middle of a reload).
+ */
+function repair(ctx: Context, known: boolean, undo: Array<() => void>): void {
+  const mapsLost = isAttached(ctx.instance) && openMaps(ctx.instance) === null;
+  try {
+    if (!ensureAttached(ctx.instance, ctx.cgroupMount, ctx.objectPath)) return;
+  } catch (err) {
+    if (!known) throw err;
+    log.warn(`instance ${ctx.instance.name} is missing pins and cannot be repaired: ${(err as Error).message}`);
+    return;
+  }
+  if (!known) undo.push(() => removeInstance(ctx));
+  else if (mapsLost) log.warn(`the maps of instance ${ctx.instance.name} had been removed; made new ones (counters start again)`);
+  else log.warn(`instance ${ctx.instance.name} had lost a pinned program or link; attached it again`);
 }
 
 /** The instance's own kernel objects, cgroup and runtime directory; its rules must be gone. */

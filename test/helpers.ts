@@ -18,6 +18,7 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, options: Spa
     encoding: 'utf8',
     env: { ...process.env, NO_COLOR: '1', ...env },
     timeout: 60_000,
+    maxBuffer: 256 * 1024 * 1024,
     ...options,
   });
   return { code: result.status, stdout: String(result.stdout), stderr: String(result.stderr) };

@@ -1,6 +1,7 @@
 import { preflight } from '../../lib/preflight.js';
 import { parsePid } from '../../lib/proc.js';
-import { inspectKernel, type KernelView } from '../../lib/program.js';
+import { inspectKernel, isComplete, type KernelView } from '../../lib/program.js';
+import { log } from '../../lib/log.js';
 import { listRules } from '../../lib/rules.js';
 import { formatBytes, formatRate } from '../../lib/units.js';
 import type { GlobalOptions } from '../context.js';
@@ -18,6 +19,9 @@ export function run(options: ListOptions, { style }: GlobalOptions): void {
   const ctx = preflight();
   const rules = listRules(ctx, { pid }).map(ruleToJson);
   const kernel = options.bpf ? inspectKernel(ctx.instance) : null;
+  if (rules.length > 0 && ctx.bpffsMounted && !isComplete(ctx.instance)) {
+    log.warn(`instance ${ctx.instance.name} is missing pinned programs, links or maps: limits may not be enforced; the next set, move or unset repairs it ('limiter doctor' tells more)`);
+  }
 
   if (options.json) {
     writeJson(kernel ? { rules, bpf: kernel } : { rules });

@@ -30,11 +30,11 @@ function target(options: MoveOptions): MoveTarget {
   return { last: true };
 }
 
-export function run(options: MoveOptions): void {
+export async function run(options: MoveOptions): Promise<void> {
   const pid = parsePid(options.pid);
   const to = target(options);
   const ctx = preflight();
-  const result = moveToRule(ctx, pid, to, options.tree);
+  const result = await moveToRule(ctx, pid, to, options.tree);
   if (result.joined.length === 0) process.stdout.write(`pid ${pid} is already in rule ${result.rule}\n`);
   else process.stdout.write(`rule ${result.rule}:\n${describeJoins(result.joined)}`);
 }

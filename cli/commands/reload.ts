@@ -8,7 +8,7 @@ interface ReloadOptions {
   cgroupPath?: string;
 }
 
-export function run(options: ReloadOptions): void {
+export async function run(options: ReloadOptions): Promise<void> {
   const ctx = preflight({ object: options.object === undefined });
   const objectPath = options.object ?? ctx.objectPath;
   try {
@@ -29,6 +29,6 @@ export function run(options: ReloadOptions): void {
       });
     }
   }
-  const result = reload(ctx, objectPath);
+  const result = await reload(ctx, objectPath);
   process.stdout.write(`reloaded ${objectPath} into ${result.links} link(s); limits, tokens and counters kept\n`);
 }

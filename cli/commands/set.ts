@@ -13,12 +13,12 @@ interface SetOptions {
   tree?: boolean;
 }
 
-export function run(options: SetOptions, { style }: GlobalOptions): void {
+export async function run(options: SetOptions, { style }: GlobalOptions): Promise<void> {
   const pid = parsePid(options.pid);
   const rate = parseRate(options.rate);
   const limit = makeLimit(rate, options.bucket === undefined ? undefined : parseSize(options.bucket));
   const ctx = preflight({ object: true, mountBpffs: true });
-  const result = setRule(ctx, { pid, limits: { egress: limit }, name: options.name, tree: options.tree });
+  const result = await setRule(ctx, { pid, limits: { egress: limit }, name: options.name, tree: options.tree });
   const rule = result.rule;
   process.stdout.write(
     `${style.bold(rule.name)} ${result.created ? 'created' : 'changed'}: ${describeLimit(limit)}; pids ${rule.pids.join(' ') || '-'}\n`,

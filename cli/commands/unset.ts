@@ -2,10 +2,10 @@ import { preflight } from '../../lib/preflight.js';
 import { parsePid } from '../../lib/proc.js';
 import { unsetPid } from '../../lib/rules.js';
 
-export function run(options: { pid: string; tree?: boolean }): void {
+export async function run(options: { pid: string; tree?: boolean }): Promise<void> {
   const pid = parsePid(options.pid);
   const ctx = preflight();
-  for (const result of unsetPid(ctx, pid, options.tree)) {
+  for (const result of await unsetPid(ctx, pid, options.tree)) {
     process.stdout.write(
       `pid ${result.pid} left rule ${result.rule} for cgroup ${result.origin}${result.removedRule ? `; rule ${result.rule} removed` : ''}\n`,
     );
