@@ -21,10 +21,15 @@ BPF_OBJECTS := bpf/limiter.bpf.o
 TEST_BPF_OBJECTS := test/fixtures/foreign.bpf.o bench/trivial.bpf.o
 TS_SOURCES  := $(shell find cli lib -name '*.ts' 2>/dev/null)
 
-# Debian packages the build, the tests and the demo need.
-APT_PACKAGES := clang llvm libbpf-dev libbpf1 linux-libc-dev iperf3 iproute2 bpftool tmux util-linux
+VERSION  := $(shell node -p "require('./package.json').version" 2>/dev/null)
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+DEB      := build/deb/speed-limiter_$(VERSION)_$(DEB_ARCH).deb
 
-.PHONY: help deps apt-deps build typecheck test test-unit test-cli test-kernel demo bench clean install
+# Debian packages the build, the tests, the demo and the .deb need.
+APT_PACKAGES := clang llvm libbpf-dev libbpf1 linux-libc-dev iperf3 iproute2 bpftool tmux util-linux \
+	python3 debhelper dpkg-dev lintian
+
+.PHONY: help deps apt-deps build typecheck test test-unit test-cli test-kernel test-package demo bench deb lintian clean install
 
 help: ## show this list
 	@grep -hE '^[a-z%.-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort | expand -t 16
@@ -57,8 +62,8 @@ dist/.built: $(TS_SOURCES) tsconfig.json node_modules/.installed
 
 build: deps $(BPF_OBJECTS) dist/.built ## build the BPF object and the CLI (bin/limiter runs it)
 
-test: build $(TEST_BPF_OBJECTS) ## run every test tier (unit, cli, kernel); ends with "N passed, N failed"
-	$(Q)scripts/run-tests.sh unit cli kernel
+test: build $(TEST_BPF_OBJECTS) ## run every test tier (unit, cli, kernel, package); ends with "N passed, N failed"
+	$(Q)scripts/run-tests.sh unit cli kernel package
 
 typecheck: dist/.built ## type-check everything, tests and scripts included
 	$(Q)npx tsc -p tsconfig.test.json
@@ -72,6 +77,20 @@ test-cli: build ## cli tier only
 test-kernel: build $(TEST_BPF_OBJECTS) ## kernel tier only (root, real cgroups, BPF and loopback traffic)
 	$(Q)scripts/run-tests.sh kernel
 
+test-package: build ## package tier only: build the .deb, install, use and purge it
+	$(Q)scripts/run-tests.sh package
+
+deb: deps ## build the Debian package with dpkg-buildpackage, in build/deb
+	$(Q)rm -rf build/deb && mkdir -p build/deb/speed-limiter-$(VERSION)
+	$(Q)git ls-files -z --cached --others --exclude-standard | \
+		xargs -0 cp --parents -t build/deb/speed-limiter-$(VERSION)
+	$(Q)cd build/deb/speed-limiter-$(VERSION) && dpkg-buildpackage -us -uc -b $(if $(filter 1,$(V)),,>../build.log 2>&1) || \
+		{ tail -40 build/deb/build.log >&2; exit 1; }
+	@echo "  DEB     $(DEB)"
+
+lintian: ## run lintian on the built .deb (make deb first)
+	$(Q)lintian --fail-on error --display-info $(DEB)
+
 bench: build $(TEST_BPF_OBJECTS) ## accuracy vs tc tbf, latency, cost, CLI and scale tables (QUICK=1: under 3 min)
 	$(Q)QUICK=$(QUICK) npx tsx bench/bench.ts
 
@@ -79,12 +98,21 @@ demo: build ## show the same transfer unlimited, then limited
 	$(Q)scripts/demo.sh
 
 clean: ## remove build outputs
-	$(Q)rm -rf dist $(BPF_OBJECTS) $(TEST_BPF_OBJECTS) test-results
+	$(Q)rm -rf dist build $(BPF_OBJECTS) $(TEST_BPF_OBJECTS) test-results
 
 install: ## place the built files under $(DESTDIR)$(PREFIX); builds nothing
 	$(Q)test -f dist/.built -a -f bpf/limiter.bpf.o || { echo "run 'make build' first" >&2; exit 1; }
-	$(Q)install -d $(DESTDIR)$(LIBDIR)/bpf $(DESTDIR)$(BINDIR)
-	$(Q)cp -r dist package.json $(DESTDIR)$(LIBDIR)/
-	$(Q)rm -f $(DESTDIR)$(LIBDIR)/dist/.built
+	$(Q)install -d $(DESTDIR)$(LIBDIR)/dist $(DESTDIR)$(LIBDIR)/bpf $(DESTDIR)$(LIBDIR)/node_modules \
+		$(DESTDIR)$(BINDIR) $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+	$(Q)install -m 0755 dist/limiter.mjs $(DESTDIR)$(LIBDIR)/dist/
+	$(Q)install -m 0644 package.json $(DESTDIR)$(LIBDIR)/
 	$(Q)install -m 0644 bpf/limiter.bpf.o $(DESTDIR)$(LIBDIR)/bpf/
-	$(Q)ln -sf ../lib/speed-limiter/dist/limiter.mjs $(DESTDIR)$(BINDIR)/limiter
+	@# The bundle holds every JavaScript dependency but koffi, which loads a native addon:
+	@# its JavaScript and the glibc build of the addon, not its sources, docs or install script.
+	$(Q)cd node_modules && find koffi @koromix/koffi-linux-* -type f \
+		\( -name '*.js' -o -name '*.cjs' -o -name package.json -o -path '*/linux_*/koffi.node' \) \
+		! -name cnoke.cjs | xargs cp --parents -t $(DESTDIR)$(LIBDIR)/node_modules
+	$(Q)printf '#!/bin/sh\nexec node %s/dist/limiter.mjs "$$@"\n' $(LIBDIR) >$(DESTDIR)$(BINDIR)/limiter
+	$(Q)chmod 0755 $(DESTDIR)$(BINDIR)/limiter
+	$(Q)install -m 0644 doc/limiter.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	$(Q)install -m 0644 completions/limiter $(DESTDIR)$(PREFIX)/share/bash-completion/completions/

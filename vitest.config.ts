@@ -24,6 +24,17 @@ export default defineConfig({
           hookTimeout: 60_000,
         },
       },
+      {
+        // Builds and installs the .deb: its steps depend on each other and run in order.
+        test: {
+          name: 'package',
+          include: ['test/package/**/*.test.ts'],
+          pool: 'forks',
+          sequence: { concurrent: false },
+          testTimeout: 900_000,
+          hookTimeout: 900_000,
+        },
+      },
     ],
   },
 });

@@ -32,11 +32,12 @@ export interface AccuracyResult extends AccuracyCase {
 
 /**
  * Run length and where steady state starts: after the first second, and for
- * buckets of a second after the second one, so that the full bucket the
- * flow starts with (which UDP spends at once) is not counted as steady.
+ * buckets of a second after the third, so that the full bucket a flow starts
+ * with (which UDP spends at whatever rate iperf3 manages to offer) is not
+ * counted as steady.
  */
 export const SECONDS = 3;
-export const steadyFrom = (c: AccuracyCase) => (c.bucketSeconds >= 1 ? 2 : 1);
+export const steadyFrom = (c: AccuracyCase) => (c.bucketSeconds >= 1 ? 3 : 1);
 const runSeconds = (c: AccuracyCase) => SECONDS + steadyFrom(c) - 1;
 /** UDP offers this multiple of the rate. */
 const UDP_OFFER = 3;

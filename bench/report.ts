@@ -44,7 +44,7 @@ export function markdownReport(results: Results, seconds: number): string {
   out.push(`${results.date}, kernel ${results.kernel}, ${results.seconds} s. Produced by \`make bench${results.mode === 'quick' ? ' QUICK=1' : ''}\`.\n`);
   out.push(`## Accuracy: limiter vs tc tbf\n`);
   out.push(
-    `iperf3 over a veth pair between two network namespaces, ${seconds} s of steady state per run (after the first second; after the second for 1 s buckets); UDP offers 3× the rate. *steady*: receiver goodput in steady state ÷ rate. ` +
+    `iperf3 over a veth pair between two network namespaces, ${seconds} s of steady state per run (after the first second; after the third for 1 s buckets); UDP offers 3× the rate. *steady*: receiver goodput in steady state ÷ rate. ` +
       `*peak*: the largest 1 s receiver window ÷ (bucket + rate·1 s). ⚠: limiter's error is larger than tbf's. tbf: same rate and burst, latency 50 ms.\n`,
   );
   out.push(

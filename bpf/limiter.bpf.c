@@ -68,6 +68,7 @@ struct {
  */
 #define STALL_GRACE_BYTES 65536ULL
 #define STALL_GRACE_MAX_NS (NSEC_PER_SEC / 16)
+#define PACING_MARGIN_NS 5000000ULL
 
 static __always_inline int would_stall(struct __sk_buff *skb)
 {
@@ -233,9 +234,9 @@ int limiter_tc_egress(struct __sk_buff *skb)
 }
 
 /*
- * Counts the socket among the rule's sending flows of this epoch and paces
- * it at its share of the rate. Called for every RTT sample, i.e. only while
- * the socket sends.
+ * Counts the socket among the rule's sending flows of this epoch, once it has
+ * had a sixteenth of its share acknowledged in it, and paces it at its share of
+ * the rate. Called for every RTT sample, i.e. only while the socket sends.
  */
 static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk *sk)
 {
@@ -246,8 +247,10 @@ static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk *
 	struct limiter_state *state = bpf_map_lookup_elem(&limiter_state, &slot);
 	if (!state)
 		return;
+	__u64 rate = rule->limit[LIMITER_EGRESS].rate;
 
-	__u64 epoch = bpf_ktime_get_ns() / LIMITER_FLOW_EPOCH_NS;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 epoch = now / LIMITER_FLOW_EPOCH_NS;
 	__u64 seen = *(volatile __u64 *)&state->flow_epoch;
 	if (seen != epoch) {
 		/* The first flow into a new epoch starts its count. Racing CPUs
@@ -256,15 +259,37 @@ static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk *
 		state->flows_now = 0;
 		state->flow_epoch = epoch;
 	}
+	__u64 acked = skops->bytes_acked;
 	if (sk->epoch != epoch) {
 		sk->epoch = epoch;
+		sk->acked_mark = acked;
+		sk->counted = 0;
+	}
+	__u64 share_now = sk->pacing ? sk->pacing : rate;
+	if (!sk->counted && acked - sk->acked_mark >= share_now * LIMITER_FLOW_EPOCH_NS / NSEC_PER_SEC / 16) {
+		sk->counted = 1;
 		__sync_fetch_and_add(&state->flows_now, 1);
 	}
 	__u32 flows = state->flows_now > state->flows_prev ? state->flows_now : state->flows_prev;
-	__u64 share = rule->limit[LIMITER_EGRESS].rate / (flows ? flows : 1);
+	__u64 share = rate / (flows ? flows : 1);
+
+	/* Feedback from the bucket: TCP's pacing delivers less than asked at
+	 * high rates, and shares go unused. While the bucket stays fuller than
+	 * its aim (full but for 5 ms of rate, or half a smaller bucket), the
+	 * flows may send faster than their share, up to 1.2 times it with the
+	 * bucket full. Never slower: sending too much is the bucket's to stop. */
+	const struct limiter_limit *limit = &rule->limit[LIMITER_EGRESS];
+	__u64 margin = limit->burst_ns / 2 < PACING_MARGIN_NS ? limit->burst_ns / 2 : PACING_MARGIN_NS;
+	__s64 above_aim = (__s64)(now - state->dir[LIMITER_EGRESS].empty_at_ns) - (__s64)(limit->burst_ns - margin);
+	if (above_aim > 0 && margin) {
+		__u64 boost = (__u64)above_aim > margin ? margin : above_aim;
+		share += share * boost / margin / 5;
+	}
+
 	/* bpf_setsockopt takes an int here; ~0U means no pacing limit. */
 	__u32 pacing = share < 0xffffffffULL ? (share ? share : 1) : 0xffffffffU;
-	if (pacing != sk->pacing) {
+	__u32 change = pacing > sk->pacing ? pacing - sk->pacing : sk->pacing - pacing;
+	if (change > sk->pacing / 64) {
 		sk->pacing = pacing;
 		bpf_setsockopt(skops, SOL_SOCKET, SO_MAX_PACING_RATE, &pacing, sizeof(pacing));
 	}

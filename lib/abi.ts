@@ -73,12 +73,13 @@ export const LAYOUT = {
     },
   },
   limiter_sk: {
-    size: 24,
+    size: 32,
     members: {
       rule_cgroup_id: { offset: 0, size: 8 },
       epoch: { offset: 8, size: 8 },
-      pacing: { offset: 16, size: 4 },
-      reserved: { offset: 20, size: 4 },
+      acked_mark: { offset: 16, size: 8 },
+      pacing: { offset: 24, size: 4 },
+      counted: { offset: 28, size: 4 },
     },
   },
   limiter_socket: {
