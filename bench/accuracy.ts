@@ -72,7 +72,7 @@ export async function runAccuracy(topology: Topology, env: NodeJS.ProcessEnv, c:
   const client = gated(command!, args);
   try {
     if (c.limiter === 'tbf') {
-      setTbf(topology, rateBytes, bucket);
+      setTbf(topology, rateBytes, bucket, ingress ? 'server' : 'client');
     } else {
       const rateOption = ingress ? '--ingress-rate' : '--rate';
       const bucketOption = ingress ? '--ingress-bucket' : '--bucket';

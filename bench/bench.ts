@@ -54,6 +54,12 @@ function accuracyCases(): AccuracyCase[] {
       for (const rateBits of rates)
         for (const bucketSeconds of buckets)
           for (const limiter of ['limiter', 'tbf'] as const) cases.push({ limiter, traffic, flows: f, rateBits, bucketSeconds });
+  // Downloads: the rule's ingress bucket; the remote sender retransmits what it drops.
+  for (const traffic of ['cubic', 'bbr'] as const)
+    for (const rateBits of QUICK ? [100 * MBIT] : [10 * MBIT, 100 * MBIT, 1000 * MBIT])
+      for (const bucketSeconds of QUICK ? [0.1] : [1, 0.1])
+        for (const limiter of ['limiter', 'tbf'] as const)
+          cases.push({ limiter, traffic, flows: 1, rateBits, bucketSeconds, direction: 'ingress' });
   return cases;
 }
 
@@ -92,7 +98,7 @@ async function main(): Promise<void> {
   try {
     const cases = accuracyCases();
     for (const [i, c] of cases.entries()) {
-      log(`accuracy ${i + 1}/${cases.length}: ${c.limiter} ${c.traffic} ×${c.flows} ${c.rateBits / MBIT} Mbit/s bucket ${c.bucketSeconds * 1000} ms`);
+      log(`accuracy ${i + 1}/${cases.length}: ${c.limiter} ${c.direction ?? 'egress'} ${c.traffic} ×${c.flows} ${c.rateBits / MBIT} Mbit/s bucket ${c.bucketSeconds * 1000} ms`);
       results.accuracy.push(await runAccuracy(topology, env, c));
     }
 

@@ -36,7 +36,7 @@ function runStats(id: number): { ns: number; runs: number } {
 
 /** The id of the program attached to the instance cgroup. */
 function instanceProgramId(ctx: Context): number {
-  const program = inspectKernel(ctx.instance).programs.find((p) => PROG_EGRESS.startsWith(p.name));
+  const program = inspectKernel(ctx.instance).programs.find((p) => p.hook === 'egress');
   if (!program) throw new Error(`${PROG_EGRESS} is not attached`);
   return program.id;
 }

@@ -9,6 +9,7 @@ export interface Topology {
   sender: string;
   receiver: string;
   senderDev: string;
+  receiverDev: string;
   receiverAddress: string;
   destroy(): void;
 }
@@ -48,17 +49,27 @@ export function createTopology(tag: string): Topology {
     destroy();
     throw err;
   }
-  return { sender, receiver, senderDev, receiverAddress: '10.231.0.2', destroy };
+  return { sender, receiver, senderDev, receiverDev, receiverAddress: '10.231.0.2', destroy };
 }
 
-/** tc tbf on the sender's side of the veth: the per-interface peer limiter. */
-export function setTbf(topology: Topology, rateBytes: number, burstBytes: number): void {
+/**
+ * tc tbf on one end of the veth, the per-interface peer limiter: on the
+ * client's side for uploads, on the server's side for downloads (where
+ * traffic towards the client leaves).
+ */
+export function setTbf(topology: Topology, rateBytes: number, burstBytes: number, side: 'client' | 'server' = 'client'): void {
+  const [ns, dev] = side === 'client' ? [topology.sender, topology.senderDev] : [topology.receiver, topology.receiverDev];
   sh('ip', [
-    'netns', 'exec', topology.sender, 'tc', 'qdisc', 'replace', 'dev', topology.senderDev, 'root', 'tbf',
+    'netns', 'exec', ns, 'tc', 'qdisc', 'replace', 'dev', dev, 'root', 'tbf',
     'rate', `${rateBytes * 8}bit`, 'burst', String(burstBytes), 'latency', '50ms',
   ]);
 }
 
 export function clearQdisc(topology: Topology): void {
-  sh('ip', ['netns', 'exec', topology.sender, 'tc', 'qdisc', 'del', 'dev', topology.senderDev, 'root'], true);
+  for (const [ns, dev] of [
+    [topology.sender, topology.senderDev],
+    [topology.receiver, topology.receiverDev],
+  ] as const) {
+    sh('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'del', 'dev', dev, 'root'], true);
+  }
 }

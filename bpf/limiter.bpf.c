@@ -14,6 +14,7 @@
 
 /* cgroup_skb/egress verdicts (DESIGN K2): a plain drop (0) makes UDP send()
  * fail with EPERM; 2 drops and signals congestion, which applications never see. */
+#define CGROUP_DROP 0
 #define CGROUP_PASS 1
 #define CGROUP_DROP_CN 2
 #define SOL_SOCKET 1
@@ -92,7 +93,7 @@ static __always_inline int would_stall(struct __sk_buff *skb)
  * Only a bucket that looked empty costs a fresh reading.
  */
 static __always_inline int conforms(struct __sk_buff *skb, const struct limiter_limit *limit,
-				    struct limiter_counters *c, __u64 *clock_ns, __u32 len)
+				    struct limiter_counters *c, __u64 *clock_ns, __u32 len, int may_borrow)
 {
 	__u64 now = *(volatile __u64 *)clock_ns;
 	__u64 empty_at = *(volatile __u64 *)&c->empty_at_ns;
@@ -113,7 +114,7 @@ static __always_inline int conforms(struct __sk_buff *skb, const struct limiter_
 		__u64 grace_ns = STALL_GRACE_BYTES * NSEC_PER_SEC / limit->rate;
 		if (grace_ns > STALL_GRACE_MAX_NS)
 			grace_ns = STALL_GRACE_MAX_NS;
-		if (debt_ns > (__s64)grace_ns || !would_stall(skb))
+		if (!may_borrow || debt_ns > (__s64)grace_ns || !would_stall(skb))
 			return 0;
 	}
 	__sync_fetch_and_add(&c->empty_at_ns, (__u64)len * NSEC_PER_SEC / limit->rate);
@@ -131,7 +132,10 @@ static __always_inline int police(struct __sk_buff *skb, struct limiter_rule *ru
 
 	const struct limiter_limit *limit = &rule->limit[dir];
 	struct limiter_counters *c = &state->dir[dir];
-	if (limit->rate && !conforms(skb, limit, c, &state->clock_ns, len)) {
+	/* Only a sender stalls on a drop; a dropped received segment is the
+	 * remote sender's to retransmit. */
+	int may_borrow = dir == LIMITER_EGRESS;
+	if (limit->rate && !conforms(skb, limit, c, &state->clock_ns, len, may_borrow)) {
 		__sync_fetch_and_add(&c->dropped_bytes, len);
 		__sync_fetch_and_add(&c->dropped_packets, 1);
 		return 0;
@@ -209,6 +213,23 @@ int limiter_egress(struct __sk_buff *skb)
 	if (!rule)
 		return CGROUP_PASS;
 	return police(skb, rule, LIMITER_EGRESS, payload_len(skb, 0)) ? CGROUP_PASS : CGROUP_DROP_CN;
+}
+
+/*
+ * Received traffic of a rule's sockets, after the IP layer, before TCP or UDP
+ * sees it. A drop is a loss to the remote sender, which slows down and sends
+ * the segment again; the application sees nothing.
+ */
+SEC("cgroup_skb/ingress")
+int limiter_ingress(struct __sk_buff *skb)
+{
+	__u64 key;
+	if (!adopted(skb, &key))
+		key = bpf_skb_cgroup_id(skb);
+	struct limiter_rule *rule = bpf_map_lookup_elem(&limiter_rules, &key);
+	if (!rule)
+		return CGROUP_PASS;
+	return police(skb, rule, LIMITER_INGRESS, payload_len(skb, 0)) ? CGROUP_PASS : CGROUP_DROP;
 }
 
 /*

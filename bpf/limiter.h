@@ -15,6 +15,7 @@
 
 /* Names as the kernel and bpffs see them (BPF object names are <= 15 chars). */
 #define LIMITER_PROG_EGRESS    "limiter_egress"
+#define LIMITER_PROG_INGRESS   "limiter_ingress"
 #define LIMITER_PROG_TC_EGRESS "limiter_tc_egress"
 #define LIMITER_PROG_SOCKOPS   "limiter_sockops"
 #define LIMITER_MAP_RULES      "limiter_rules"

@@ -4,7 +4,17 @@ import { formatBytes, formatRate } from '../lib/units.js';
 
 /** "1 MiB/s (8.39 Mbit/s) = 1048576 B/s, bucket 1 MiB = 1048576 B": always with the exact numbers. */
 export function describeLimit(limit: Limit): string {
-  return `rate ${formatRate(limit.rate)} = ${limit.rate} B/s, bucket ${formatBytes(limit.bucket)} = ${limit.bucket} B`;
+  return `${formatRate(limit.rate)} = ${limit.rate} B/s, bucket ${formatBytes(limit.bucket)} = ${limit.bucket} B`;
+}
+
+/** Both directions of a rule as the kernel has them. */
+export function describeLimits(rule: RuleInfo): string {
+  const limits = rule.value?.limits;
+  if (!limits) return 'no limit in the kernel';
+  const parts = [];
+  if (limits.egress.rate) parts.push(`upload ${describeLimit(limits.egress)}`);
+  if (limits.ingress.rate) parts.push(`download ${describeLimit(limits.ingress)}`);
+  return parts.join('; ');
 }
 
 /** One line per process that joined a rule. */
@@ -22,21 +32,31 @@ export function describeJoins(joined: JoinResult[]): string {
 /** The JSON shape of a rule (DESIGN.md section 2); names and meanings are stable. */
 export function ruleToJson(rule: RuleInfo) {
   const egress = rule.value?.limits.egress;
+  const ingress = rule.value?.limits.ingress;
   const counters = rule.counters?.egress;
+  const ingressCounters = rule.counters?.ingress;
+  const rateOf = (limit: Limit | undefined) => (limit && limit.rate ? limit.rate : null);
   return {
     name: rule.name,
     cgroupId: rule.cgroupId,
     cgroupPath: rule.cgroupPath,
-    rateBytesPerSec: egress?.rate ?? null,
-    bucketBytes: egress?.bucket ?? null,
+    rateBytesPerSec: rateOf(egress),
+    bucketBytes: rateOf(egress) === null ? null : egress!.bucket,
     pids: rule.pids,
     passedBytes: counters?.passedBytes ?? 0,
     passedPackets: counters?.passedPackets ?? 0,
     droppedBytes: counters?.droppedBytes ?? 0,
     droppedPackets: counters?.droppedPackets ?? 0,
+    ingressRateBytesPerSec: rateOf(ingress),
+    ingressBucketBytes: rateOf(ingress) === null ? null : ingress!.bucket,
+    ingressPassedBytes: ingressCounters?.passedBytes ?? 0,
+    ingressPassedPackets: ingressCounters?.passedPackets ?? 0,
+    ingressDroppedBytes: ingressCounters?.droppedBytes ?? 0,
+    ingressDroppedPackets: ingressCounters?.droppedPackets ?? 0,
     adoptedSockets: rule.adoptedSockets,
     slot: rule.value?.slot ?? null,
     tokensBytes: egress && rule.counters ? tokens(egress, rule.counters.egress.emptyAtNs) : null,
+    ingressTokensBytes: ingress && rule.counters ? tokens(ingress, rule.counters.ingress.emptyAtNs) : null,
   };
 }
 

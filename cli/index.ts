@@ -56,11 +56,17 @@ Environment: LIMITER_INSTANCE, LIMITER_BPF_OBJECT, LIMITER_LOCK_TIMEOUT, NO_COLO
     .command('set')
     .description('limit a process: move it into its own rule (or change the rule it is in)')
     .requiredOption('--pid <pid>', 'the process to limit')
-    .requiredOption('--rate <rate>', 'egress limit, e.g. 1m (1 MiB/s) or 10mbit')
-    .option('--bucket <size>', 'burst size, e.g. 64k (default: one second of rate)')
+    .option('--rate <rate>', 'upload (egress) limit, e.g. 1m (1 MiB/s) or 10mbit')
+    .option('--bucket <size>', 'upload burst size, e.g. 64k (default: one second of rate)')
+    .option('--ingress-rate <rate>', 'download (ingress) limit')
+    .option('--ingress-bucket <size>', 'download burst size (default: one second of rate)')
     .option('--name <rule>', 'rule name; processes set with the same name share one limit')
     .option('--tree', 'also every descendant of the process')
-    .addHelpText('after', '\nConnections the process already has are limited too (kernels with tcx, 6.6+).')
+    .addHelpText(
+      'after',
+      '\nGive --rate, --ingress-rate or both; a rule that exists keeps the direction not given.\n' +
+        'Connections the process already has are limited too (uploads; kernels with tcx, 6.6+).',
+    )
     .action(action(() => import('./commands/set.js')));
 
   program
@@ -98,8 +104,10 @@ Environment: LIMITER_INSTANCE, LIMITER_BPF_OBJECT, LIMITER_LOCK_TIMEOUT, NO_COLO
   program
     .command('run')
     .description('run a command limited from its first instruction; remove the rule when it ends')
-    .requiredOption('--rate <rate>', 'egress limit, e.g. 1m or 10mbit')
-    .option('--bucket <size>', 'burst size (default: one second of rate)')
+    .option('--rate <rate>', 'upload (egress) limit, e.g. 1m or 10mbit')
+    .option('--bucket <size>', 'upload burst size (default: one second of rate)')
+    .option('--ingress-rate <rate>', 'download (ingress) limit')
+    .option('--ingress-bucket <size>', 'download burst size (default: one second of rate)')
     .option('--name <rule>', 'rule name (default: run-<pid>)')
     .argument('<command...>', 'the command and its arguments, after --')
     .action(async (words: string[], options: Options, command: Command) =>

@@ -6,6 +6,7 @@ export const MAX_RULES = 16384;
 export const MAX_SOCKETS = 65536;
 
 export const PROG_EGRESS = 'limiter_egress';
+export const PROG_INGRESS = 'limiter_ingress';
 export const PROG_TC_EGRESS = 'limiter_tc_egress';
 export const PROG_SOCKOPS = 'limiter_sockops';
 export const MAP_RULES = 'limiter_rules';
@@ -15,17 +16,18 @@ export const MAP_CONFIG = 'limiter_config';
 export const MAP_SK_RULE = 'limiter_sk_rule';
 
 export const MAPS = [MAP_RULES, MAP_STATE, MAP_SOCKETS, MAP_CONFIG, MAP_SK_RULE] as const;
-export const PROGRAMS = [PROG_EGRESS, PROG_TC_EGRESS, PROG_SOCKOPS] as const;
+export const PROGRAMS = [PROG_EGRESS, PROG_INGRESS, PROG_TC_EGRESS, PROG_SOCKOPS] as const;
 export type MapName = (typeof MAPS)[number];
 export type ProgramName = (typeof PROGRAMS)[number];
 
 /**
  * Pins in the instance's bpffs directory: every map and program under its
- * own name, the two cgroup links, and one tcx link per interface that
+ * own name, the three cgroup links, and one tcx link per interface that
  * adopted sockets use (tcx_<netns inode>_<ifindex>).
  */
 export const PIN = {
   egressLink: 'link_egress',
+  ingressLink: 'link_ingress',
   sockopsLink: 'link_sockops',
   tcxLinkPrefix: 'tcx_',
 } as const;

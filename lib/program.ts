@@ -13,6 +13,7 @@ import {
   MAPS,
   PIN,
   PROG_EGRESS,
+  PROG_INGRESS,
   PROG_SOCKOPS,
   PROG_TC_EGRESS,
   PROGRAMS,
@@ -152,9 +153,10 @@ export function rollBack(undo: Array<() => void>): void {
   }
 }
 
-/** The links on the instance cgroup: egress policing, and TCP pacing for sockets created in rules. */
+/** The links on the instance cgroup: policing both ways, and TCP pacing for sockets created in rules. */
 const CGROUP_LINKS: Array<{ pin: string; program: ProgramName; attachType: number }> = [
   { pin: PIN.egressLink, program: PROG_EGRESS, attachType: AttachType.cgroupInetEgress },
+  { pin: PIN.ingressLink, program: PROG_INGRESS, attachType: AttachType.cgroupInetIngress },
   { pin: PIN.sockopsLink, program: PROG_SOCKOPS, attachType: AttachType.cgroupSockOps },
 ];
 
@@ -353,6 +355,8 @@ export function unpinAll(instance: Instance): void {
 export interface ProgramView {
   id: number;
   name: string;
+  /** the cgroup hook it is attached to, when it is */
+  hook?: string;
   runCount: number;
   runTimeNs: number;
 }
@@ -410,6 +414,12 @@ function withPinned<T>(path: string, read: (fd: number) => T): T | null {
   }
 }
 
+const HOOKS: Array<[string, number]> = [
+  ['egress', AttachType.cgroupInetEgress],
+  ['ingress', AttachType.cgroupInetIngress],
+  ['sock_ops', AttachType.cgroupSockOps],
+];
+
 /** What the kernel holds for the instance: pinned link and maps, attached programs. */
 export function inspectKernel(instance: Instance): KernelView {
   const linkView = (pin: string) =>
@@ -447,9 +457,11 @@ export function inspectKernel(instance: Instance): KernelView {
   if (existsSync(instance.cgroupDir)) {
     const cgroupFd = openSync(instance.cgroupDir, 'r');
     try {
-      for (const id of queryCgroupPrograms(cgroupFd, AttachType.cgroupInetEgress)) {
-        const view = programView(id);
-        if (view) programs.push(view);
+      for (const [hook, attachType] of HOOKS) {
+        for (const id of queryCgroupPrograms(cgroupFd, attachType)) {
+          const view = programView(id);
+          if (view) programs.push({ ...view, hook });
+        }
       }
     } finally {
       closeSync(cgroupFd);

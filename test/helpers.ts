@@ -81,6 +81,9 @@ export interface JsonRule {
   pids: number[];
   passedBytes: number;
   droppedPackets: number;
+  ingressRateBytesPerSec: number | null;
+  ingressBucketBytes: number | null;
+  ingressPassedBytes: number;
   adoptedSockets: number;
 }
 

@@ -28,20 +28,32 @@ export function run(options: ListOptions, { style }: GlobalOptions): void {
     return;
   }
   if (rules.length > 0) {
-    const rows = rules.map((r) => [
-      r.name,
-      r.rateBytesPerSec === null ? style.yellow('none in kernel') : formatRate(r.rateBytesPerSec),
-      r.bucketBytes === null ? '-' : formatBytes(r.bucketBytes),
-      r.pids.join(',') || '-',
-      `${formatBytes(r.passedBytes)} / ${r.passedPackets} pkt`,
-      r.droppedPackets > 0
-        ? style.red(`${formatBytes(r.droppedBytes)} / ${r.droppedPackets} pkt`)
-        : `${formatBytes(r.droppedBytes)} / ${r.droppedPackets} pkt`,
-      String(r.cgroupId),
-    ]);
-    process.stdout.write(
-      table(['NAME', 'RATE', 'BUCKET', 'PIDS', 'PASSED', 'DROPPED', 'CGROUP ID'], rows, style.bold),
-    );
+    const limit = (rate: number | null, bucket: number | null) =>
+      rate === null ? '-' : `${formatRate(rate)}, bucket ${formatBytes(bucket!)}`;
+    const traffic = (bytes: number, packets: number, paint = (s: string) => s) =>
+      packets > 0 ? paint(`${formatBytes(bytes)} / ${packets} pkt`) : '-';
+    const rows = rules.flatMap((r) => {
+      const noLimit = r.rateBytesPerSec === null && r.ingressRateBytesPerSec === null;
+      const directions: Array<[string, string, string, string]> = [
+        ['up', limit(r.rateBytesPerSec, r.bucketBytes), traffic(r.passedBytes, r.passedPackets), traffic(r.droppedBytes, r.droppedPackets, style.red)],
+        [
+          'down',
+          limit(r.ingressRateBytesPerSec, r.ingressBucketBytes),
+          traffic(r.ingressPassedBytes, r.ingressPassedPackets),
+          traffic(r.ingressDroppedBytes, r.ingressDroppedPackets, style.red),
+        ],
+      ];
+      return directions.map(([direction, rate, passed, dropped], i) => [
+        i === 0 ? r.name : '',
+        direction,
+        noLimit && i === 0 ? style.yellow('no limit in the kernel') : rate,
+        passed,
+        dropped,
+        i === 0 ? r.pids.join(',') || '-' : '',
+        i === 0 ? String(r.cgroupId) : '',
+      ]);
+    });
+    process.stdout.write(table(['NAME', 'DIR', 'LIMIT', 'PASSED', 'DROPPED', 'PIDS', 'CGROUP ID'], rows, style.bold));
   } else if (!kernel) {
     process.stderr.write(`limiter: no rules in instance ${ctx.instance.name}\n`);
   }
@@ -63,7 +75,7 @@ function describeKernel(kernel: KernelView, rules: ReturnType<typeof ruleToJson>
   }
   for (const p of kernel.programs) {
     const average = p.runCount > 0 ? `, ${Math.round(p.runTimeNs / p.runCount)} ns per run` : '';
-    lines.push(`program  id ${p.id} ${p.name}: attached to the instance cgroup, ${p.runCount} runs${average}`);
+    lines.push(`program  id ${p.id} ${p.name}: attached to the instance cgroup (${p.hook}), ${p.runCount} runs${average}`);
   }
   for (const m of kernel.maps) {
     lines.push(`map      id ${m.id} ${m.name}: max ${m.maxEntries} entries, pinned at ${m.pinned}`);

@@ -69,7 +69,10 @@ const cases: Record<string, Case> = {
   'very long instance name': { args: () => ['list'], env: { LIMITER_INSTANCE: long }, code: 2, stderr: /invalid LIMITER_INSTANCE/ },
   // set
   'set without --pid': { args: () => ['set', '--rate', '1m'], code: 2, stderr: /required option '--pid/ },
-  'set without --rate': { args: () => ['set', '--pid', pid()], code: 2, stderr: /required option '--rate/ },
+  'set without a rate': { args: () => ['set', '--pid', pid()], code: 2, stderr: /give --rate \(upload\), --ingress-rate \(download\) or both/ },
+  'ingress bucket without ingress rate': { args: () => ['set', '--pid', pid(), '--rate', '1m', '--ingress-bucket', '1m'], code: 2, stderr: /--ingress-bucket needs --ingress-rate/ },
+  'zero ingress rate': { args: () => ['set', '--pid', pid(), '--ingress-rate', '0'], code: 2, stderr: /ingress-rate '0' is less than 1 byte/ },
+  'bad ingress bucket': { args: () => ['set', '--pid', pid(), '--ingress-rate', '1m', '--ingress-bucket', 'big'], code: 2, stderr: /invalid ingress-bucket 'big'/ },
   'set --pid without value': { args: () => ['set', '--rate', '1m', '--pid'], code: 2, stderr: /argument missing/ },
   'non-numeric pid': { args: () => ['set', '--pid', 'abc', '--rate', '1m'], code: 2, stderr: /^limiter: invalid pid 'abc'/ },
   'negative pid': { args: () => ['set', '--pid=-5', '--rate', '1m'], code: 2, stderr: /^limiter: invalid pid '-5'/ },
@@ -129,7 +132,7 @@ const cases: Record<string, Case> = {
   'reload an instance with nothing attached': { args: () => ['reload'], env: { LIMITER_INSTANCE: empty }, code: 1, stderr: /has no program attached/ },
   // run
   'run without a command': { args: () => ['run', '--rate', '1m'], code: 2, stderr: /missing required argument 'command'/ },
-  'run without --rate': { args: () => ['run', '--', 'true'], code: 2, stderr: /required option '--rate/ },
+  'run without a rate': { args: () => ['run', '--', 'true'], code: 2, stderr: /give --rate/ },
   'run with a bad rate': { args: () => ['run', '--rate', 'x', '--', 'true'], code: 2, stderr: /invalid rate 'x'/ },
   'run with a bad name': { args: () => ['run', '--rate', '1m', '--name', '.', '--', 'true'], code: 2, stderr: /invalid rule name '.'/ },
   // list, doctor, purge

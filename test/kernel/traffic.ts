@@ -139,6 +139,8 @@ export interface FlowOptions {
   interval?: number;
   /** the server's address, when not loopback */
   address?: string;
+  /** the server sends and the client receives (iperf3 -R): a download */
+  download?: boolean;
 }
 
 export function iperfClientArgs(port: number, o: FlowOptions): string[] {
@@ -146,7 +148,14 @@ export function iperfClientArgs(port: number, o: FlowOptions): string[] {
   if (o.udp) args.push('-u', '-b', o.udpBitrate ?? '100M');
   if (o.congestion) args.push('-C', o.congestion);
   if (o.parallel) args.push('-P', String(o.parallel));
+  if (o.download) args.push('-R');
   return args;
+}
+
+/** The intervals of an iperf3 client's JSON: what it received, in a download. */
+export function clientIntervals(stdout: string): IperfInterval[] {
+  const json = JSON.parse(stdout) as { intervals?: Array<{ sum: { start: number; end: number; bytes: number } }> };
+  return (json.intervals ?? []).map((i) => ({ start: i.sum.start, end: i.sum.end, bytes: i.sum.bytes }));
 }
 
 /** Receiver's bytes per second over the intervals that start at or after fromSecond. */
@@ -183,7 +192,7 @@ export interface Sample {
  * Each sample brackets its read with two clock readings, so that any window
  * computed from two samples contains the time the bytes took to pass.
  */
-export function sampleCounters(instance: string, rule: string, everyMs = 100) {
+export function sampleCounters(instance: string, rule: string, everyMs = 100, direction: 'egress' | 'ingress' = 'egress') {
   const rulesFd = objGet(join(BPFFS_ROOT, instance, MAP_RULES));
   const stateFd = objGet(join(BPFFS_ROOT, instance, MAP_STATE));
   if (rulesFd === null || stateFd === null) throw new Error(`instance ${instance} has no pinned maps`);
@@ -198,8 +207,8 @@ export function sampleCounters(instance: string, rule: string, everyMs = 100) {
     const before = process.hrtime.bigint();
     mapLookup(stateFd, slotKey, stateBuf);
     const after = process.hrtime.bigint();
-    const { egress } = decodeState(stateBuf);
-    samples.push({ before, after, passedBytes: egress.passedBytes, droppedPackets: egress.droppedPackets });
+    const counters = decodeState(stateBuf)[direction];
+    samples.push({ before, after, passedBytes: counters.passedBytes, droppedPackets: counters.droppedPackets });
   };
   read();
   const timer = setInterval(read, everyMs);
