@@ -36,7 +36,7 @@ export interface AccuracyResult extends AccuracyCase {
  * with (which UDP spends at whatever rate iperf3 manages to offer) is not
  * counted as steady.
  */
-export const SECONDS = 3;
+export const SECONDS = 2;
 export const steadyFrom = (c: AccuracyCase) => (c.bucketSeconds >= 1 ? 3 : 1);
 const runSeconds = (c: AccuracyCase) => SECONDS + steadyFrom(c) - 1;
 /** UDP offers this multiple of the rate. */

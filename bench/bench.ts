@@ -9,7 +9,8 @@ import { writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../lib/instance.js';
-import { preflight } from '../lib/preflight.js';
+import { preflight, type Context } from '../lib/preflight.js';
+import { CounterReader } from '../lib/top.js';
 import { runCli, uniqueInstance } from '../test/helpers.js';
 import { gated, inNetns } from '../test/kernel/traffic.js';
 import { runAccuracy, SECONDS, type AccuracyCase, type AccuracyResult, type Traffic } from './accuracy.js';
@@ -27,6 +28,8 @@ export interface ScaleResult {
   rules: number;
   listMs: number;
   setMs: number;
+  /** one refresh of limiter top: a sample of every rule's counters */
+  topRefreshMs: number;
   cost: CostResult;
 }
 
@@ -64,6 +67,22 @@ function accuracyCases(): AccuracyCase[] {
 }
 
 const log = (line: string) => process.stderr.write(line + '\n');
+
+/** Median time of one `limiter top` refresh (a CounterReader sample), maps kept open as top keeps them. */
+function topRefresh(ctx: Context): number {
+  const reader = new CounterReader(ctx);
+  try {
+    reader.sample();
+    const times = Array.from({ length: 9 }, () => {
+      const start = process.hrtime.bigint();
+      reader.sample();
+      return Number(process.hrtime.bigint() - start) / 1e6;
+    }).sort((a, b) => a - b);
+    return times[4]!;
+  } finally {
+    reader.close();
+  }
+}
 
 async function main(): Promise<void> {
   const started = Date.now();
@@ -159,7 +178,7 @@ async function main(): Promise<void> {
         return [String(p.pid)];
       });
       const cost = await measureCost(topology, ctx, limitedDir, 'limited cgroup', total);
-      results.scale.push({ rules: total, listMs, setMs, cost });
+      results.scale.push({ rules: total, listMs, setMs, topRefreshMs: topRefresh(ctx), cost });
     }
   } finally {
     cleanup();

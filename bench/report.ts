@@ -76,10 +76,17 @@ export function markdownReport(results: Results, seconds: number): string {
   out.push(`## Scale\n`);
   out.push(
     table(
-      ['rules', 'limiter list', 'limiter set (one more)', 'limited ns/skb', 'vs 1 rule'],
+      ['rules', 'limiter list', 'limiter set (one more)', 'top refresh', 'limited ns/skb', 'vs 1 rule'],
       results.scale.map((s) => {
         const one = results.cost.find((c) => c.case === 'limited cgroup');
-        return [String(s.rules), `${fixed(s.listMs, 0)} ms`, `${fixed(s.setMs, 0)} ms`, fixed(s.cost.nsPerSkb, 0), one ? fixed(s.cost.nsPerSkb / one.nsPerSkb, 2) : '-'];
+        return [
+          String(s.rules),
+          `${fixed(s.listMs, 0)} ms`,
+          `${fixed(s.setMs, 0)} ms`,
+          `${fixed(s.topRefreshMs, 1)} ms`,
+          fixed(s.cost.nsPerSkb, 0),
+          one ? fixed(s.cost.nsPerSkb / one.nsPerSkb, 2) : '-',
+        ];
       }),
     ),
   );

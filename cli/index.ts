@@ -22,8 +22,8 @@ function action(load: () => Promise<CommandModule>) {
   return async (options: Options, command: Command) => {
     const globals = command.optsWithGlobals() as { verbose?: boolean; color: boolean };
     if (globals.verbose) setLogLevel('debug');
-    // run passes signals on to its command; every other command finishes the step it is in.
-    if (command.name() !== 'run') watchSignals();
+    // run passes signals on to its command and top ends on them; every other command finishes the step it is in.
+    if (!['run', 'top'].includes(command.name())) watchSignals();
     await (await load()).run(options as never, { style: await makeStyle(globals.color) });
     const signal = receivedSignal();
     if (signal) {
@@ -113,6 +113,14 @@ Environment: LIMITER_INSTANCE, LIMITER_BPF_OBJECT, LIMITER_LOCK_TIMEOUT, NO_COLO
     .action(async (words: string[], options: Options, command: Command) =>
       action(() => import('./commands/run.js'))({ ...options, command: words }, command),
     );
+
+  program
+    .command('top')
+    .description('a live view of every rule: rate per direction against its limit')
+    .option('--interval <seconds>', 'seconds between refreshes', '1')
+    .option('--once', 'print one frame, measured over one interval, and exit')
+    .option('--json', 'print one JSON object per interval, one per line')
+    .action(action(() => import('./commands/top.js')));
 
   program
     .command('doctor')

@@ -108,12 +108,13 @@ export interface RuleValue {
   slot: number;
 }
 
+/** A direction's counters: u64 in the kernel, so bigint here (they may wrap). */
 export interface Counters {
   emptyAtNs: bigint;
-  passedBytes: number;
-  passedPackets: number;
-  droppedBytes: number;
-  droppedPackets: number;
+  passedBytes: bigint;
+  passedPackets: bigint;
+  droppedBytes: bigint;
+  droppedPackets: bigint;
 }
 
 export type StateValue = Record<DirectionName, Counters>;
@@ -187,7 +188,7 @@ export function decodeState(buf: Buffer): StateValue {
   const counters = (dir: DirectionName): Counters => {
     const base = L.limiter_state.members.dir.offset + Direction[dir] * L.limiter_counters.size;
     const m = L.limiter_counters.members;
-    const u64 = (offset: number) => Number(buf.readBigUInt64LE(base + offset));
+    const u64 = (offset: number) => buf.readBigUInt64LE(base + offset);
     return {
       emptyAtNs: buf.readBigUInt64LE(base + m.empty_at_ns.offset),
       passedBytes: u64(m.passed_bytes.offset),

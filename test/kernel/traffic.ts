@@ -208,7 +208,7 @@ export function sampleCounters(instance: string, rule: string, everyMs = 100, di
     mapLookup(stateFd, slotKey, stateBuf);
     const after = process.hrtime.bigint();
     const counters = decodeState(stateBuf)[direction];
-    samples.push({ before, after, passedBytes: counters.passedBytes, droppedPackets: counters.droppedPackets });
+    samples.push({ before, after, passedBytes: Number(counters.passedBytes), droppedPackets: Number(counters.droppedPackets) });
   };
   read();
   const timer = setInterval(read, everyMs);
