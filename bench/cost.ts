@@ -16,7 +16,7 @@ import { gated, inNetns, iperfClientArgs, iperfServer, steadyRate } from '../tes
 import type { Topology } from './topology.js';
 
 export interface CostResult {
-  case: 'unlimited cgroup' | 'limited cgroup';
+  case: 'unlimited cgroup' | 'limited cgroup, over its rate' | 'limited cgroup, under its rate';
   rules: number;
   nsPerSkb: number;
   trivialNsPerSkb: number;
@@ -51,6 +51,7 @@ export async function measureCost(
   cgroupDir: string,
   label: CostResult['case'],
   rules: number,
+  udpBitrate = '200M',
 ): Promise<CostResult> {
   const stats = enableRunTimeStats();
   const trivial = BpfObject.open(join(packageRoot(), 'bench', 'trivial.bpf.o'));
@@ -66,7 +67,7 @@ export async function measureCost(
       const server = await iperfServer('ipv4', { netns: topology.receiver, address: topology.receiverAddress });
       const [command, ...args] = inNetns(topology.sender, [
         'iperf3',
-        ...iperfClientArgs(server.port, { family: 'ipv4', address: topology.receiverAddress, seconds: 3, udp: true, udpBitrate: '200M' }),
+        ...iperfClientArgs(server.port, { family: 'ipv4', address: topology.receiverAddress, seconds: 3, udp: true, udpBitrate }),
       ]);
       const client = gated(command!, args);
       try {
