@@ -5,14 +5,13 @@
  * thousands of commands; then it times real commands against them.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { emptyStateBuffer, encodeCgroupId, encodeRule, encodeSlot } from '../lib/abi.js';
 import { cgroupId, cgroupOfPid, createCgroup, movePid } from '../lib/cgroup.js';
 import { mapUpdate } from '../lib/libbpf.js';
 import type { Context } from '../lib/preflight.js';
 import { openMaps } from '../lib/program.js';
-import { readProcess } from '../lib/proc.js';
+import { descendants, readProcess } from '../lib/proc.js';
 import { loadState, saveState } from '../lib/state.js';
 import { ruleValueOf } from '../lib/transaction.js';
 
@@ -23,17 +22,7 @@ export async function startSleepers(count: number): Promise<{ pids: number[]; ki
     detached: true,
   });
   await new Promise<void>((resolve) => shell.stdout!.once('data', () => resolve()));
-  const pids = readdirSync('/proc')
-    .filter((e) => /^\d+$/.test(e))
-    .map(Number)
-    .filter((pid) => {
-      try {
-        return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ')[1] === String(shell.pid);
-      } catch {
-        return false;
-      }
-    });
-  return { pids, kill: () => process.kill(-shell.pid!, 'SIGKILL') };
+  return { pids: descendants(shell.pid!).slice(1), kill: () => process.kill(-shell.pid!, 'SIGKILL') };
 }
 
 /** One rule per pid, as `set --pid <pid> --rate <rate>` would make it. */

@@ -202,14 +202,22 @@ static __always_inline __u32 payload_len(struct __sk_buff *skb, __u32 link_heade
 	return skb->len > headers ? skb->len - headers : 0;
 }
 
-/* Keyed on the socket's cgroup, not the current task's (DESIGN K1). */
-SEC("cgroup_skb/egress")
-int limiter_egress(struct __sk_buff *skb)
+/*
+ * The rule of the skb's socket: the one it was adopted into, else the one of
+ * the socket's cgroup, not the current task's (DESIGN K1).
+ */
+static __always_inline struct limiter_rule *rule_of(struct __sk_buff *skb)
 {
 	__u64 key;
 	if (!adopted(skb, &key))
 		key = bpf_skb_cgroup_id(skb);
-	struct limiter_rule *rule = bpf_map_lookup_elem(&limiter_rules, &key);
+	return bpf_map_lookup_elem(&limiter_rules, &key);
+}
+
+SEC("cgroup_skb/egress")
+int limiter_egress(struct __sk_buff *skb)
+{
+	struct limiter_rule *rule = rule_of(skb);
 	if (!rule)
 		return CGROUP_PASS;
 	return police(skb, rule, LIMITER_EGRESS, payload_len(skb, 0)) ? CGROUP_PASS : CGROUP_DROP_CN;
@@ -223,10 +231,7 @@ int limiter_egress(struct __sk_buff *skb)
 SEC("cgroup_skb/ingress")
 int limiter_ingress(struct __sk_buff *skb)
 {
-	__u64 key;
-	if (!adopted(skb, &key))
-		key = bpf_skb_cgroup_id(skb);
-	struct limiter_rule *rule = bpf_map_lookup_elem(&limiter_rules, &key);
+	struct limiter_rule *rule = rule_of(skb);
 	if (!rule)
 		return CGROUP_PASS;
 	return police(skb, rule, LIMITER_INGRESS, payload_len(skb, 0)) ? CGROUP_PASS : CGROUP_DROP;

@@ -1,9 +1,10 @@
 /** move into existing rules by path, id and --last; threads and --tree. */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { findCgroup2Mount } from '../../lib/cgroup.js';
+import { descendants } from '../../lib/proc.js';
 import { cgroupOf, listJson, runCli } from '../helpers.js';
 import { testScope } from '../scope.js';
 import { gated, type Gated } from './traffic.js';
@@ -97,16 +98,7 @@ describe('threads and descendants', () => {
     let children: number[] = [];
     for (let i = 0; i < 100 && children.length < 2; i++) {
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
-      children = readdirSync('/proc')
-        .filter((e) => /^\d+$/.test(e))
-        .map(Number)
-        .filter((pid) => {
-          try {
-            return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ')[1] === String(parent.pid);
-          } catch {
-            return false;
-          }
-        });
+      children = descendants(parent.pid).slice(1);
     }
     expect(children).toHaveLength(2);
     scope.defer(() => children.forEach((c) => process.kill(c, 'SIGKILL')));

@@ -52,6 +52,13 @@ function expectConsistent(env: NodeJS.ProcessEnv, instance: string): void {
   for (const rule of rules) expect(rule.rateBytesPerSec).not.toBeNull();
 }
 
+/** Another process holds the instance lock for 3 s (flock(1), as a script could). */
+async function holdLock(instance: string): Promise<void> {
+  const holder = spawn('flock', [join(RUN_ROOT, instance), 'sleep', '3'], { stdio: 'ignore' });
+  scope.defer(() => holder.kill());
+  await sleep(300);
+}
+
 function expectPurged(env: NodeJS.ProcessEnv, instance: string): void {
   const purge = runCli(['purge'], env);
   expect(purge.code, purge.stderr).toBe(0);
@@ -94,9 +101,7 @@ describe('concurrency', () => {
     const { env, instance } = scope.instance('busy');
     const [a, b] = sleepers(2);
     expect(runCli(['set', '--pid', String(a!.pid), '--rate', '1m'], env).code).toBe(0);
-    const holder = spawn('flock', [join(RUN_ROOT, instance), 'sleep', '3'], { stdio: 'ignore' });
-    scope.defer(() => holder.kill());
-    await sleep(300);
+    await holdLock(instance);
     const before = snapshot(instance);
     const result = runCli(['set', '--pid', String(b!.pid), '--rate', '1m'], { ...env, LIMITER_LOCK_TIMEOUT: '0.5' });
     expect(result.code).toBe(6);
@@ -262,9 +267,7 @@ describe('signals', () => {
     const { env, instance } = scope.instance('sigwait');
     const [a, b] = sleepers(2);
     expect(runCli(['set', '--pid', String(a!.pid), '--rate', '1m'], env).code).toBe(0);
-    const holder = spawn('flock', [join(RUN_ROOT, instance), 'sleep', '3'], { stdio: 'ignore' });
-    scope.defer(() => holder.kill());
-    await sleep(300);
+    await holdLock(instance);
     const before = snapshot(instance);
     const child = spawn(CLI, ['set', '--pid', String(b!.pid), '--rate', '1m'], { env: { ...process.env, ...env } });
     const done = collect(child, 30_000);
