@@ -261,7 +261,7 @@ int limiter_tc_egress(struct __sk_buff *skb)
 
 /*
  * Counts the socket among the rule's sending flows of this epoch, once it has
- * had a sixteenth of its share acknowledged in it, and paces it at its share of
+ * had a 64th of its share acknowledged in it, and paces it at its share of
  * the rate. Called for every RTT sample, i.e. only while the socket sends.
  */
 static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk *sk)
@@ -292,7 +292,7 @@ static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk *
 		sk->counted = 0;
 	}
 	__u64 share_now = sk->pacing ? sk->pacing : rate;
-	if (!sk->counted && acked - sk->acked_mark >= share_now * LIMITER_FLOW_EPOCH_NS / NSEC_PER_SEC / 16) {
+	if (!sk->counted && acked - sk->acked_mark >= share_now * LIMITER_FLOW_EPOCH_NS / NSEC_PER_SEC / 64) {
 		sk->counted = 1;
 		__sync_fetch_and_add(&state->flows_now, 1);
 	}
@@ -302,14 +302,15 @@ static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk *
 	/* Feedback from the bucket: TCP's pacing delivers less than asked at
 	 * high rates, and shares go unused. While the bucket stays fuller than
 	 * its aim (full but for 5 ms of rate, or half a smaller bucket), the
-	 * flows may send faster than their share, up to 1.2 times it with the
-	 * bucket full. Never slower: sending too much is the bucket's to stop. */
+	 * flows may send faster than their share: together, by up to a fifth of
+	 * the rate with the bucket full. Never slower: sending too much is the
+	 * bucket's to stop. */
 	const struct limiter_limit *limit = &rule->limit[LIMITER_EGRESS];
 	__u64 margin = limit->burst_ns / 2 < PACING_MARGIN_NS ? limit->burst_ns / 2 : PACING_MARGIN_NS;
 	__s64 above_aim = (__s64)(now - state->dir[LIMITER_EGRESS].empty_at_ns) - (__s64)(limit->burst_ns - margin);
 	if (above_aim > 0 && margin) {
 		__u64 boost = (__u64)above_aim > margin ? margin : above_aim;
-		share += share * boost / margin / 5;
+		share += share * boost / margin / 5 / (flows ? flows : 1);
 	}
 
 	/* bpf_setsockopt takes an int here; ~0U means no pacing limit. */
