@@ -29,7 +29,7 @@ export async function makeStyle(
   return { bold: chalk.bold, red: chalk.red, yellow: chalk.yellow, green: chalk.green, alarm: chalk.red.bold };
 }
 
-/** Left-aligned text columns; widths from the widest cell (colour codes excluded). */
+/** Left-aligned text columns; widths from the widest cell (colour codes excluded), no trailing blanks. */
 export function table(header: string[], rows: string[][], style: Paint = plain): string {
   // eslint-disable-next-line no-control-regex
   const visible = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '').length;
@@ -37,7 +37,8 @@ export function table(header: string[], rows: string[][], style: Paint = plain):
   const line = (cells: string[]) =>
     cells
       .map((cell, i) => (i === cells.length - 1 ? cell : cell + ' '.repeat(widths[i]! - visible(cell))))
-      .join('  ');
+      .join('  ')
+      .trimEnd();
   return [style(line(header)), ...rows.map(line)].join('\n') + '\n';
 }
 

@@ -33,7 +33,7 @@ import {
 const limitRecord = (value: RuleValue, dir: 'egress' | 'ingress'): LimitRecord | null =>
   value.limits[dir].rate ? { rate: value.limits[dir].rate, bucket: value.limits[dir].bucket } : null;
 
-export function reconcile(t: Transaction): void {
+export function reconcile(t: Transaction, ending?: string): void {
   const { ctx, maps, state } = t;
   const found = (what: string) => log.warn(`${what} (instance ${ctx.instance.name})`);
   const ids = new Map(childCgroups(ctx.instance.cgroupDir).map((name) => [name, cgroupId(ruleDir(ctx, name))]));
@@ -118,7 +118,7 @@ export function reconcile(t: Transaction): void {
   for (const name of Object.keys(state.rules)) {
     if (listPids(ruleDir(ctx, name)).length === 0) {
       removeRule(t, name);
-      found(`rule ${name}: its processes have all exited; removed it`);
+      if (name !== ending) found(`rule ${name}: its processes have all exited; removed it`);
     }
   }
 }

@@ -359,7 +359,7 @@ export async function reload(ctx: Context, objectPath: string): Promise<{ links:
  */
 export async function endRun(ctx: Context, name: string, createdByRun: boolean, origin: string): Promise<void> {
   if (!createdByRun) return;
-  await transaction(ctx, { attach: false }, (t) => {
+  await transaction(ctx, { attach: false, ending: name }, (t) => {
     const record = t.state.rules[name];
     if (!record) return;
     for (const pid of listPids(ruleDir(ctx, name))) {

@@ -77,7 +77,14 @@ export async function withLockedState<T>(ctx: Context, work: (state: State) => T
  * things removed by hand); then steps register their undo, and a failure
  * runs them newest first.
  */
-export function transaction<T>(ctx: Context, options: { attach: boolean }, work: (t: Transaction) => T): Promise<T> {
+export interface TransactionOptions {
+  /** attach the program when the instance has none yet */
+  attach: boolean;
+  /** a rule the work is about to end: that its processes have exited is expected, not a finding */
+  ending?: string;
+}
+
+export function transaction<T>(ctx: Context, options: TransactionOptions, work: (t: Transaction) => T): Promise<T> {
   return withLockedState(ctx, (state) => {
     const undo: Array<() => void> = [];
     let maps: MapFds | null = null;
@@ -91,7 +98,7 @@ export function transaction<T>(ctx: Context, options: { attach: boolean }, work:
         });
       }
       const t: Transaction = { ctx, maps, state, undo };
-      reconcile(t);
+      reconcile(t, options.ending);
       const result = work(t);
       syncSockets(t);
       saveState(ctx.instance.stateFile, state);

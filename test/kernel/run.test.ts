@@ -11,6 +11,7 @@ describe('run', () => {
     const { env, instance } = scope.instance('run');
     const result = runCli(['run', '--rate', '1m', '--', 'sh', '-c', 'cat /proc/self/cgroup; exit 7'], env);
     expect(result.code).toBe(7);
+    expect(result.stderr, 'the rule of run ending is no finding').toBe('');
     expect(result.stdout).toMatch(new RegExp(`^0::/${instance}/run-\\d+$`, 'm'));
     expect(instanceFootprint(instance).filter((p) => p.includes('/run-'))).toEqual([]);
     expect(JSON.parse(runCli(['list', '--json'], env).stdout).rules).toEqual([]);
