@@ -72,7 +72,7 @@ struct limiter_state {
 	__u64 clock_ns;
 };
 
-#define LIMITER_FLOW_EPOCH_NS 250000000ULL
+#define LIMITER_FLOW_EPOCH_NS 500000000ULL
 
 /* Value of the socket storage (per TCP socket created in a rule). */
 struct limiter_sk {
