@@ -70,6 +70,11 @@ struct {
 #define STALL_GRACE_BYTES 65536ULL
 #define STALL_GRACE_MAX_NS (NSEC_PER_SEC / 16)
 #define PACING_MARGIN_NS 5000000ULL
+/* Flows starting together must count within their initial windows (10
+ * segments), before the bucket runs dry: otherwise each is paced at the whole
+ * rate, all but one meet an empty bucket, and they stall for seconds. A
+ * control connection or a request stays below it. */
+#define FLOW_BYTES_MAX 8192ULL
 
 static __always_inline int would_stall(struct __sk_buff *skb)
 {
@@ -261,8 +266,9 @@ int limiter_tc_egress(struct __sk_buff *skb)
 
 /*
  * Counts the socket among the rule's sending flows of this epoch, once a 64th
- * of its share (per epoch) has been acknowledged, and paces it at its share of
- * the rate. Called for every RTT sample, i.e. only while the socket sends.
+ * of its share (per epoch) or FLOW_BYTES_MAX has been acknowledged, and paces
+ * it at its share of the rate. Called for every RTT sample, i.e. only while
+ * the socket sends.
  */
 static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk *sk)
 {
@@ -296,7 +302,10 @@ static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk *
 		sk->counted = 0;
 	}
 	__u64 share_now = sk->pacing ? sk->pacing : rate;
-	if (!sk->counted && acked - sk->acked_mark >= share_now * LIMITER_FLOW_EPOCH_NS / NSEC_PER_SEC / 64) {
+	__u64 enough = share_now * LIMITER_FLOW_EPOCH_NS / NSEC_PER_SEC / 64;
+	if (enough > FLOW_BYTES_MAX)
+		enough = FLOW_BYTES_MAX;
+	if (!sk->counted && acked - sk->acked_mark >= enough) {
 		sk->counted = 1;
 		sk->acked_mark = acked;
 		__sync_fetch_and_add(&state->flows_now, 1);
