@@ -14,7 +14,7 @@ import { CounterReader } from '../lib/top.js';
 import { runCli, uniqueInstance } from '../test/helpers.js';
 import { gated, inNetns } from '../test/kernel/traffic.js';
 import { runAccuracy, SECONDS, type AccuracyCase, type AccuracyResult, type Traffic } from './accuracy.js';
-import { limiterArgv, nodeBaseline, timeCommand, type CliTiming } from './cli.js';
+import { limiterArgv, median, nodeBaseline, timeCommand, type CliTiming } from './cli.js';
 import { loopbackThroughput, measureCost, unlimitedCgroup, type CostResult, type ThroughputResult } from './cost.js';
 import { runLatency, type LatencyResult } from './latency.js';
 import { markdownReport } from './report.js';
@@ -73,12 +73,13 @@ function topRefresh(ctx: Context): number {
   const reader = new CounterReader(ctx);
   try {
     reader.sample();
-    const times = Array.from({ length: 9 }, () => {
-      const start = process.hrtime.bigint();
-      reader.sample();
-      return Number(process.hrtime.bigint() - start) / 1e6;
-    }).sort((a, b) => a - b);
-    return times[4]!;
+    return median(
+      Array.from({ length: 9 }, () => {
+        const start = process.hrtime.bigint();
+        reader.sample();
+        return Number(process.hrtime.bigint() - start) / 1e6;
+      }),
+    );
   } finally {
     reader.close();
   }

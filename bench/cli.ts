@@ -11,7 +11,7 @@ export interface CliTiming {
 
 const RUNS = 9;
 
-function median(values: number[]): number {
+export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)]!;
 }

@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { PROG_EGRESS } from '../lib/abi.js';
 import { cgroupDirOf, createCgroup, movePid, removeCgroup } from '../lib/cgroup.js';
 import { packageRoot } from '../lib/instance.js';
-import { AttachType, BpfObject, enableRunTimeStats, linkCreate, objInfo } from '../lib/libbpf.js';
+import { AttachType, BpfObject, enableRunTimeStats, linkCreate } from '../lib/libbpf.js';
 import type { Context } from '../lib/preflight.js';
-import { inspectKernel, programView } from '../lib/program.js';
+import { describeProgram, inspectKernel, programView } from '../lib/program.js';
 import { gated, inNetns, iperfClientArgs, iperfServer, steadyRate } from '../test/kernel/traffic.js';
 import type { Topology } from './topology.js';
 
@@ -22,12 +22,6 @@ export interface CostResult {
   trivialNsPerSkb: number;
   ratio: number;
 }
-
-const programId = (fd: number) => {
-  const info = Buffer.alloc(224);
-  objInfo(fd, info);
-  return info.readUInt32LE(4);
-};
 
 function runStats(id: number): { ns: number; runs: number } {
   const view = programView(id);
@@ -63,7 +57,7 @@ export async function measureCost(
     closeSync(cgroupFd);
     try {
       const oursId = instanceProgramId(ctx);
-      const trivialId = programId(trivialFd);
+      const trivialId = describeProgram(trivialFd).id;
       const server = await iperfServer('ipv4', { netns: topology.receiver, address: topology.receiverAddress });
       const [command, ...args] = inNetns(topology.sender, [
         'iperf3',

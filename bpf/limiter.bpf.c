@@ -279,7 +279,8 @@ static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk *
 	struct limiter_state *state = bpf_map_lookup_elem(&limiter_state, &slot);
 	if (!state)
 		return;
-	__u64 rate = rule->limit[LIMITER_EGRESS].rate;
+	const struct limiter_limit *limit = &rule->limit[LIMITER_EGRESS];
+	__u64 rate = limit->rate;
 
 	__u64 now = bpf_ktime_get_ns();
 	__u64 epoch = now / LIMITER_FLOW_EPOCH_NS;
@@ -318,7 +319,6 @@ static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk *
 	 * its aim (full but for 5 ms of rate, or half a smaller bucket), the
 	 * flows may send faster than their share, up to 1.2 times it with the
 	 * bucket full. Never slower: sending too much is the bucket's to stop. */
-	const struct limiter_limit *limit = &rule->limit[LIMITER_EGRESS];
 	__u64 margin = limit->burst_ns / 2 < PACING_MARGIN_NS ? limit->burst_ns / 2 : PACING_MARGIN_NS;
 	__s64 above_aim = (__s64)(now - state->dir[LIMITER_EGRESS].empty_at_ns) - (__s64)(limit->burst_ns - margin);
 	if (above_aim > 0 && margin) {

@@ -60,10 +60,10 @@ struct limiter_counters {
 /* Value of the state array (key: slot, __u32). Written only by the programs. */
 struct limiter_state {
 	struct limiter_counters dir[LIMITER_DIRECTIONS];
-	/* TCP flows that sent a good part of their share in the current and
-	 * the previous epoch of LIMITER_FLOW_EPOCH_NS: each is paced at its
-	 * share of the rate. Sockets that send little (a control connection,
-	 * an interactive one) do not count and take no share. */
+	/* TCP flows counted in the current and the previous epoch of
+	 * LIMITER_FLOW_EPOCH_NS: each is paced at its share of the rate.
+	 * Sockets that send little (a control connection, an interactive one)
+	 * do not count and take no share. */
 	__u64 flow_epoch;
 	__u32 flows_now;
 	__u32 flows_prev;
@@ -77,8 +77,8 @@ struct limiter_state {
 /* Value of the socket storage (per TCP socket created in a rule). */
 struct limiter_sk {
 	__u64 rule_cgroup_id; /* noted in connect() or listen(); accepted sockets inherit it */
-	__u64 epoch;          /* the flow epoch of acked_mark */
-	__u64 acked_mark;     /* bytes_acked when that epoch began for this socket */
+	__u64 epoch;          /* the last flow epoch the socket was seen in */
+	__u64 acked_mark;     /* bytes_acked when it was last counted */
 	__u32 pacing;         /* the SO_MAX_PACING_RATE last set, bytes per second */
 	__u32 counted;        /* counted among the sending flows of that epoch */
 };

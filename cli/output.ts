@@ -1,4 +1,9 @@
+import type { DirectionName } from '../lib/abi.js';
+
 export type Paint = (text: string) => string;
+
+/** How tables name the directions. */
+export const DIRECTION_LABEL: Record<DirectionName, string> = { egress: 'up', ingress: 'down' };
 
 /** The few styles the commands use. */
 export interface Style {

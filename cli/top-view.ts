@@ -1,7 +1,8 @@
 /** How `limiter top` draws a frame: a row per rule and direction, with a bar of rate against limit. */
+import { DIRECTIONS } from '../lib/abi.js';
 import type { DirectionRate, RuleRate } from '../lib/top.js';
 import { formatBytes } from '../lib/units.js';
-import { table, type Style } from './output.js';
+import { DIRECTION_LABEL, table, type Style } from './output.js';
 
 const BAR = 20;
 
@@ -20,12 +21,12 @@ const perSecond = (bytes: number | null) => (bytes === null ? '…' : `${formatB
 
 export function renderFrame(rates: RuleRate[], style: Style, title: string): string {
   const rows = rates.flatMap((rule) =>
-    (['egress', 'ingress'] as const).map((dir, i) => {
+    DIRECTIONS.map((dir, i) => {
       const rate = rule[dir];
       return [
         i === 0 ? rule.name : '',
         i === 0 ? rule.pids.join(',') || '-' : '',
-        dir === 'egress' ? 'up' : 'down',
+        DIRECTION_LABEL[dir],
         rate.limit ? `${formatBytes(rate.limit)}/s` : '-',
         perSecond(rate.bytesPerSec),
         bar(rate, style),

@@ -40,7 +40,6 @@ const MS_NOSUID = 2;
 const MS_NODEV = 4;
 const MS_NOEXEC = 8;
 
-
 /** A failed libbpf, bpf(2) or libc call, with its errno. */
 export class SystemCallError extends LimiterError {
   readonly errno: string;

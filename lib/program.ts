@@ -5,6 +5,12 @@
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import {
+  decodeRule,
+  decodeState,
+  emptyRuleBuffer,
+  emptyStateBuffer,
+  encodeCgroupId,
+  encodeSlot,
   LAYOUT,
   MAP_CONFIG,
   MAP_RULES,
@@ -18,6 +24,8 @@ import {
   PROG_TC_EGRESS,
   PROGRAMS,
   type ProgramName,
+  type RuleValue,
+  type StateValue,
 } from './abi.js';
 import { createCgroup, removeCgroup } from './cgroup.js';
 import { errnoCode, LimiterError, operationFailed } from './errors.js';
@@ -30,6 +38,7 @@ import {
   interfaces,
   linkCreate,
   linkUpdate,
+  mapLookup,
   objGet,
   objInfo,
   objPin,
@@ -61,6 +70,15 @@ export function openMaps(instance: Instance): MapFds | null {
   }
   const [rules, state, sockets, config] = fds as [number, number, number, number];
   return { rules, state, sockets, config, close: () => fds.forEach((fd) => closeSync(fd)) };
+}
+
+/** A rule's limits and counters as the kernel holds them: null without a limit, counters null if its slot is unreadable. */
+export function readRule(maps: MapFds, cgroupId: number): { value: RuleValue; counters: StateValue | null } | null {
+  const ruleBuf = emptyRuleBuffer();
+  if (!mapLookup(maps.rules, encodeCgroupId(cgroupId), ruleBuf)) return null;
+  const value = decodeRule(ruleBuf);
+  const stateBuf = emptyStateBuffer();
+  return { value, counters: mapLookup(maps.state, encodeSlot(value.slot), stateBuf) ? decodeState(stateBuf) : null };
 }
 
 /** Whether the instance has its program attached (the egress link is pinned). */
@@ -154,10 +172,10 @@ export function rollBack(undo: Array<() => void>): void {
 }
 
 /** The links on the instance cgroup: policing both ways, and TCP pacing for sockets created in rules. */
-const CGROUP_LINKS: Array<{ pin: string; program: ProgramName; attachType: number }> = [
-  { pin: PIN.egressLink, program: PROG_EGRESS, attachType: AttachType.cgroupInetEgress },
-  { pin: PIN.ingressLink, program: PROG_INGRESS, attachType: AttachType.cgroupInetIngress },
-  { pin: PIN.sockopsLink, program: PROG_SOCKOPS, attachType: AttachType.cgroupSockOps },
+const CGROUP_LINKS: Array<{ pin: string; program: ProgramName; attachType: number; hook: string }> = [
+  { pin: PIN.egressLink, program: PROG_EGRESS, attachType: AttachType.cgroupInetEgress, hook: 'egress' },
+  { pin: PIN.ingressLink, program: PROG_INGRESS, attachType: AttachType.cgroupInetIngress, hook: 'ingress' },
+  { pin: PIN.sockopsLink, program: PROG_SOCKOPS, attachType: AttachType.cgroupSockOps, hook: 'sock_ops' },
 ];
 
 /**
@@ -385,20 +403,25 @@ export interface KernelView {
 const cString = (buf: Buffer, offset: number, length: number) =>
   buf.toString('utf8', offset, offset + length).replace(/\0.*$/s, '');
 
+/** A program's id, name and run statistics, from an fd of it. */
+export function describeProgram(fd: number): ProgramView {
+  // struct bpf_prog_info: id @4, name[16] @64, run_time_ns @192, run_cnt @200
+  const info = Buffer.alloc(224);
+  objInfo(fd, info);
+  return {
+    id: info.readUInt32LE(4),
+    name: cString(info, 64, 16),
+    runTimeNs: Number(info.readBigUInt64LE(192)),
+    runCount: Number(info.readBigUInt64LE(200)),
+  };
+}
+
 /** A program's name and run statistics, by id; null when it has gone. */
 export function programView(id: number): ProgramView | null {
   const fd = fdById('prog', id);
   if (fd === null) return null;
   try {
-    // struct bpf_prog_info: id @4, name[16] @64, run_time_ns @192, run_cnt @200
-    const info = Buffer.alloc(224);
-    objInfo(fd, info);
-    return {
-      id: info.readUInt32LE(4),
-      name: cString(info, 64, 16),
-      runTimeNs: Number(info.readBigUInt64LE(192)),
-      runCount: Number(info.readBigUInt64LE(200)),
-    };
+    return describeProgram(fd);
   } finally {
     closeSync(fd);
   }
@@ -413,12 +436,6 @@ function withPinned<T>(path: string, read: (fd: number) => T): T | null {
     closeSync(fd);
   }
 }
-
-const HOOKS: Array<[string, number]> = [
-  ['egress', AttachType.cgroupInetEgress],
-  ['ingress', AttachType.cgroupInetIngress],
-  ['sock_ops', AttachType.cgroupSockOps],
-];
 
 /** What the kernel holds for the instance: pinned link and maps, attached programs. */
 export function inspectKernel(instance: Instance): KernelView {
@@ -457,7 +474,7 @@ export function inspectKernel(instance: Instance): KernelView {
   if (existsSync(instance.cgroupDir)) {
     const cgroupFd = openSync(instance.cgroupDir, 'r');
     try {
-      for (const [hook, attachType] of HOOKS) {
+      for (const { hook, attachType } of CGROUP_LINKS) {
         for (const id of queryCgroupPrograms(cgroupFd, attachType)) {
           const view = programView(id);
           if (view) programs.push({ ...view, hook });

@@ -4,34 +4,23 @@
  * crash, a reboot, or a cgroup, pin or state file removed by hand is noticed,
  * reported on stderr, and repaired.
  */
-import {
-  decodeCgroupId,
-  decodeRule,
-  emptyRuleBuffer,
-  encodeCgroupId,
-  encodeCookie,
-  encodeRule,
-  encodeSocket,
-  type RuleValue,
-} from './abi.js';
+import { decodeCgroupId, decodeRule, emptyRuleBuffer, encodeCgroupId, encodeCookie, encodeRule, encodeSocket } from './abi.js';
 import { cgroupId, childCgroups, listPids, movePid, cgroupDirOf } from './cgroup.js';
 import { mapDelete, mapKeys, mapLookup, mapUpdate } from './libbpf.js';
 import { log } from './log.js';
 import { readProcess } from './proc.js';
-import type { LimitRecord } from './state.js';
 import {
   RELEASED,
   dropRecord,
   forgetSockets,
   memberOf,
+  removeIfEmpty,
   removeRule,
   ruleDir,
   ruleValueOf,
+  toRecord,
   type Transaction,
 } from './transaction.js';
-
-const limitRecord = (value: RuleValue, dir: 'egress' | 'ingress'): LimitRecord | null =>
-  value.limits[dir].rate ? { rate: value.limits[dir].rate, bucket: value.limits[dir].bucket } : null;
 
 export function reconcile(t: Transaction, ending?: string): void {
   const { ctx, maps, state } = t;
@@ -72,8 +61,8 @@ export function reconcile(t: Transaction, ending?: string): void {
       state.rules[name] = {
         cgroupId: id,
         slot: value.slot,
-        egress: limitRecord(value, 'egress'),
-        ingress: limitRecord(value, 'ingress'),
+        egress: toRecord(value.limits.egress),
+        ingress: toRecord(value.limits.ingress),
         members,
         released: [],
       };
@@ -116,9 +105,6 @@ export function reconcile(t: Transaction, ending?: string): void {
 
   // Rules whose processes have all exited are done (a set in progress fills its rule after this).
   for (const name of Object.keys(state.rules)) {
-    if (listPids(ruleDir(ctx, name)).length === 0) {
-      removeRule(t, name);
-      if (name !== ending) found(`rule ${name}: its processes have all exited; removed it`);
-    }
+    if (removeIfEmpty(t, name) && name !== ending) found(`rule ${name}: its processes have all exited; removed it`);
   }
 }

@@ -4,15 +4,14 @@
  */
 import { existsSync, realpathSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { decodeRule, decodeState, emptyRuleBuffer, emptyStateBuffer, encodeCgroupId, encodeSlot, type RuleValue, type StateValue } from './abi.js';
+import type { RuleValue, StateValue } from './abi.js';
 import { cgroupDirOf, cgroupId, cgroupOfPid, childCgroups, listPids, movePid, removeCgroup } from './cgroup.js';
 import { errnoCode, notFound, operationFailed, usageError } from './errors.js';
 import { NAME_FORMS, NAME_PATTERN } from './instance.js';
-import { mapLookup } from './libbpf.js';
 import { acquireLock } from './lock.js';
 import { log } from './log.js';
 import type { Context } from './preflight.js';
-import { openMaps, reloadPrograms, requireAttached, type MapFds } from './program.js';
+import { openMaps, readRule, reloadPrograms, requireAttached, type MapFds } from './program.js';
 import { descendants, readProcess, requireUserProcess } from './proc.js';
 import { inetSocketCookies } from './sockets.js';
 import { emptyState, loadState, saveState, type MemberRecord, type State } from './state.js';
@@ -244,23 +243,14 @@ function returnToOrigin(ctx: Context, member: MemberRecord | null, pid: number):
 
 function describeRule(ctx: Context, maps: MapFds | null, name: string, id: number, state: State | null): RuleInfo {
   const dir = ruleDir(ctx, name);
-  let value: RuleValue | null = null;
-  let counters: StateValue | null = null;
-  if (maps) {
-    const buf = emptyRuleBuffer();
-    if (mapLookup(maps.rules, encodeCgroupId(id), buf)) {
-      value = decodeRule(buf);
-      const stateBuf = emptyStateBuffer();
-      if (mapLookup(maps.state, encodeSlot(value.slot), stateBuf)) counters = decodeState(stateBuf);
-    }
-  }
+  const kernel = maps ? readRule(maps, id) : null;
   const members = Object.values(state?.rules[name]?.members ?? {});
   return {
     name,
     cgroupId: id,
     cgroupPath: dir,
-    value,
-    counters,
+    value: kernel?.value ?? null,
+    counters: kernel?.counters ?? null,
     pids: listPids(dir),
     adoptedSockets: members.reduce((n, m) => n + m.sockets.length, 0),
   };

@@ -2,26 +2,12 @@
  * `limiter top`: rates per rule and direction, from the differences of the
  * kernel's counters between two samples. Reading only: no map is written.
  */
-import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  decodeRule,
-  decodeState,
-  DIRECTIONS,
-  emptyRuleBuffer,
-  emptyStateBuffer,
-  encodeCgroupId,
-  encodeSlot,
-  type Counters,
-  type DirectionName,
-  type Limit,
-  type StateValue,
-} from './abi.js';
-import { childCgroups, listPids } from './cgroup.js';
+import { DIRECTIONS, type Counters, type DirectionName, type Limit, type StateValue } from './abi.js';
+import { cgroupId, childCgroups, listPids } from './cgroup.js';
 import { errnoCode } from './errors.js';
-import { mapLookup } from './libbpf.js';
 import type { Context } from './preflight.js';
-import { openMaps, type MapFds } from './program.js';
+import { openMaps, readRule, type MapFds } from './program.js';
 
 export interface RuleSample {
   name: string;
@@ -40,8 +26,6 @@ export interface Sample {
 /** Samples every rule's limits and counters, keeping the maps open between samples. */
 export class CounterReader {
   private maps: MapFds | null = null;
-  private readonly ruleBuf = emptyRuleBuffer();
-  private readonly stateBuf = emptyStateBuffer();
 
   constructor(private readonly ctx: Context) {}
 
@@ -51,17 +35,16 @@ export class CounterReader {
     const at = process.hrtime.bigint();
     for (const name of childCgroups(this.ctx.instance.cgroupDir)) {
       const dir = join(this.ctx.instance.cgroupDir, name);
-      let cgroupId: number;
+      let id: number;
       try {
-        cgroupId = Number(statSync(dir, { bigint: true }).ino);
+        id = cgroupId(dir);
       } catch (err) {
         if (errnoCode(err) === 'ENOENT') continue; // removed while we looked
         throw err;
       }
-      if (!this.maps || !mapLookup(this.maps.rules, encodeCgroupId(cgroupId), this.ruleBuf)) continue;
-      const value = decodeRule(this.ruleBuf);
-      if (!mapLookup(this.maps.state, encodeSlot(value.slot), this.stateBuf)) continue;
-      rules.push({ name, cgroupId, pids: listPids(dir), limits: value.limits, counters: decodeState(this.stateBuf) });
+      const kernel = this.maps ? readRule(this.maps, id) : null;
+      if (!kernel?.counters) continue;
+      rules.push({ name, cgroupId: id, pids: listPids(dir), limits: kernel.value.limits, counters: kernel.counters });
     }
     return { at, rules };
   }

@@ -149,7 +149,8 @@ export function makeLimit(rate: number, bucket: number = rate): Limit {
   return { rate, bucket, burstNs: burstNs > 0n ? burstNs : 1n };
 }
 
-const toRecord = (limit: Limit | null): LimitRecord | null => (limit ? { rate: limit.rate, bucket: limit.bucket } : null);
+/** A direction's limit as the state records it; NO_LIMIT (rate 0) is none. */
+export const toRecord = (limit: Limit | null): LimitRecord | null => (limit?.rate ? { rate: limit.rate, bucket: limit.bucket } : null);
 const fromRecord = (limit: LimitRecord | null): Limit => (limit ? makeLimit(limit.rate, limit.bucket) : NO_LIMIT);
 
 export function ruleValueOf(record: RuleRecord): RuleValue {

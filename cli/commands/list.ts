@@ -6,7 +6,7 @@ import { listRules } from '../../lib/rules.js';
 import { formatBytes, formatRate } from '../../lib/units.js';
 import type { GlobalOptions } from '../context.js';
 import { ruleToJson } from '../describe.js';
-import { table, writeJson } from '../output.js';
+import { DIRECTION_LABEL, table, writeJson } from '../output.js';
 
 interface ListOptions {
   pid?: string;
@@ -35,9 +35,9 @@ export function run(options: ListOptions, { style }: GlobalOptions): void {
     const rows = rules.flatMap((r) => {
       const noLimit = r.rateBytesPerSec === null && r.ingressRateBytesPerSec === null;
       const directions: Array<[string, string, string, string]> = [
-        ['up', limit(r.rateBytesPerSec, r.bucketBytes), traffic(r.passedBytes, r.passedPackets), traffic(r.droppedBytes, r.droppedPackets, style.red)],
+        [DIRECTION_LABEL.egress, limit(r.rateBytesPerSec, r.bucketBytes), traffic(r.passedBytes, r.passedPackets), traffic(r.droppedBytes, r.droppedPackets, style.red)],
         [
-          'down',
+          DIRECTION_LABEL.ingress,
           limit(r.ingressRateBytesPerSec, r.ingressBucketBytes),
           traffic(r.ingressPassedBytes, r.ingressPassedPackets),
           traffic(r.ingressDroppedBytes, r.ingressDroppedPackets, style.red),
