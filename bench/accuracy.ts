@@ -2,9 +2,9 @@
  * Accuracy: the same iperf3 traffic under limiter and under tc tbf, on a veth
  * pair between two namespaces of the bench's own.
  */
-import { runCli } from '../test/helpers.js';
-import { gated, inNetns, iperfClientArgs, iperfServer, type IperfInterval } from '../test/kernel/traffic.js';
-import { clearQdisc, setTbf, type Topology } from './topology.js';
+import { runCli } from '../test/harness/cli.js';
+import { gated, inNetns, iperfClientArgs, iperfServer, type IperfInterval } from '../test/harness/traffic.js';
+import { clearQdisc, setTbf, type Topology } from '../test/harness/topology.js';
 
 export type Traffic = 'cubic' | 'bbr' | 'udp';
 export type Limiter = 'limiter' | 'tbf';
@@ -52,7 +52,11 @@ interface ClientJson {
 }
 
 /** One run: server in the receiver namespace, client in the sender namespace. */
-export async function runAccuracy(topology: Topology, env: NodeJS.ProcessEnv, c: AccuracyCase): Promise<AccuracyResult> {
+export async function runAccuracy(
+  topology: Topology,
+  env: NodeJS.ProcessEnv,
+  c: AccuracyCase,
+): Promise<AccuracyResult> {
   const rateBytes = c.rateBits / 8;
   const bucket = bucketBytes(c);
   const ingress = c.direction === 'ingress';
@@ -69,14 +73,17 @@ export async function runAccuracy(topology: Topology, env: NodeJS.ProcessEnv, c:
   // ingress: the client receives (-R), so the limited process is the downloader.
   if (ingress) clientArgs.push('-R');
   const [command, ...args] = inNetns(topology.sender, ['iperf3', ...clientArgs]);
-  const client = gated(command!, args);
+  const client = gated(command, args);
   try {
     if (c.limiter === 'tbf') {
       setTbf(topology, rateBytes, bucket, ingress ? 'server' : 'client');
     } else {
       const rateOption = ingress ? '--ingress-rate' : '--rate';
       const bucketOption = ingress ? '--ingress-bucket' : '--bucket';
-      const set = runCli(['set', '--pid', String(client.pid), rateOption, String(rateBytes), bucketOption, String(bucket)], env);
+      const set = runCli(
+        ['set', '--pid', String(client.pid), rateOption, String(rateBytes), bucketOption, String(bucket)],
+        env,
+      );
       if (set.code !== 0) throw new Error(`limiter set failed: ${set.stderr}`);
     }
     client.go();
@@ -87,7 +94,9 @@ export async function runAccuracy(topology: Topology, env: NodeJS.ProcessEnv, c:
     } catch {
       json = { error: exited.stderr || 'no JSON from iperf3' };
     }
-    const intervals = ingress ? receiverIntervalsOf(exited.stdout) : await server.result.catch(() => [] as IperfInterval[]);
+    const intervals = ingress
+      ? receiverIntervalsOf(exited.stdout)
+      : await server.result.catch(() => [] as IperfInterval[]);
     const steadyIntervals = intervals.filter((i) => i.start >= steadyFrom(c) - 1e-3);
     const steadyBytes = steadyIntervals.reduce((n, i) => n + i.bytes, 0);
     const steadySeconds = steadyIntervals.reduce((n, i) => n + (i.end - i.start), 0);
@@ -116,4 +125,3 @@ function receiverIntervalsOf(stdout: string): IperfInterval[] {
     return [];
   }
 }
-

@@ -9,17 +9,17 @@ import { writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../lib/instance.js';
-import { preflight, type Context } from '../lib/preflight.js';
-import { CounterReader } from '../lib/top.js';
-import { runCli, uniqueInstance } from '../test/helpers.js';
-import { gated, inNetns } from '../test/kernel/traffic.js';
+import { preflight, type Context } from '../lib/context.js';
+import { CounterReader } from '../lib/ops/top.js';
+import { runCli, uniqueInstance } from '../test/harness/cli.js';
+import { gated, inNetns } from '../test/harness/traffic.js';
 import { runAccuracy, SECONDS, type AccuracyCase, type AccuracyResult, type Traffic } from './accuracy.js';
 import { limiterArgv, median, nodeBaseline, timeCommand, type CliTiming } from './cli.js';
 import { loopbackThroughput, measureCost, unlimitedCgroup, type CostResult, type ThroughputResult } from './cost.js';
 import { runLatency, type LatencyResult } from './latency.js';
 import { markdownReport } from './report.js';
 import { addRules, startSleepers } from './scale.js';
-import { createTopology } from './topology.js';
+import { createTopology } from '../test/harness/topology.js';
 
 const QUICK = process.env.QUICK === '1';
 const MBIT = 1_000_000;
@@ -56,7 +56,8 @@ function accuracyCases(): AccuracyCase[] {
     for (const f of flows)
       for (const rateBits of rates)
         for (const bucketSeconds of buckets)
-          for (const limiter of ['limiter', 'tbf'] as const) cases.push({ limiter, traffic, flows: f, rateBits, bucketSeconds });
+          for (const limiter of ['limiter', 'tbf'] as const)
+            cases.push({ limiter, traffic, flows: f, rateBits, bucketSeconds });
   // Downloads: the rule's ingress bucket; the remote sender retransmits what it drops.
   for (const traffic of ['cubic', 'bbr'] as const)
     for (const rateBits of QUICK ? [100 * MBIT] : [10 * MBIT, 100 * MBIT, 1000 * MBIT])
@@ -118,7 +119,9 @@ async function main(): Promise<void> {
   try {
     const cases = accuracyCases();
     for (const [i, c] of cases.entries()) {
-      log(`accuracy ${i + 1}/${cases.length}: ${c.limiter} ${c.direction ?? 'egress'} ${c.traffic} ×${c.flows} ${c.rateBits / MBIT} Mbit/s bucket ${c.bucketSeconds * 1000} ms`);
+      log(
+        `accuracy ${i + 1}/${cases.length}: ${c.limiter} ${c.direction ?? 'egress'} ${c.traffic} ×${c.flows} ${c.rateBits / MBIT} Mbit/s bucket ${c.bucketSeconds * 1000} ms`,
+      );
       results.accuracy.push(await runAccuracy(topology, env, c));
     }
 
@@ -133,13 +136,18 @@ async function main(): Promise<void> {
     results.throughput.push(await loopbackThroughput(topology, 'no program attached'));
     const sleeper = gated('sleep', ['600']);
     sleepers.push(sleeper);
-    if (runCli(['set', '--pid', String(sleeper.pid), '--rate', String((100 * MBIT) / 8), '--name', 'bench-limited'], env).code !== 0) {
+    if (
+      runCli(['set', '--pid', String(sleeper.pid), '--rate', String((100 * MBIT) / 8), '--name', 'bench-limited'], env)
+        .code !== 0
+    ) {
       throw new Error('limiter set failed');
     }
     results.throughput.push(await loopbackThroughput(topology, 'program attached, process outside the rules'));
     const unlimited = unlimitedCgroup(ctx.cgroupMount, instance);
     try {
-      results.throughput.push(await loopbackThroughput(topology, 'process in the instance cgroup tree, no rule', unlimited.dir));
+      results.throughput.push(
+        await loopbackThroughput(topology, 'process in the instance cgroup tree, no rule', unlimited.dir),
+      );
       results.cost.push(await measureCost(topology, ctx, unlimited.dir, 'unlimited cgroup', 1));
     } finally {
       unlimited.remove();
@@ -149,12 +157,18 @@ async function main(): Promise<void> {
     results.cost.push(await measureCost(topology, ctx, limitedDir, 'limited cgroup, over its rate', 1));
     results.cost.push(await measureCost(topology, ctx, limitedDir, 'limited cgroup, under its rate', 1, '50M'));
     // A process in the sender namespace with an open socket, adopted by a rule: tcx now runs on its interfaces.
-    const [holdCommand, ...holdArgs] = inNetns(topology.sender, ['python3', '-c', 'import socket,time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); time.sleep(600)']);
-    const holder = spawn(holdCommand!, holdArgs, { stdio: 'ignore' });
+    const [holdCommand, ...holdArgs] = inNetns(topology.sender, [
+      'python3',
+      '-c',
+      'import socket,time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); time.sleep(600)',
+    ]);
+    const holder = spawn(holdCommand, holdArgs, { stdio: 'ignore' });
     sleepers.push({ kill: () => holder.kill('SIGKILL') });
     await new Promise((r) => setTimeout(r, 500));
     runCli(['set', '--pid', String(holder.pid), '--rate', '1m', '--name', 'bench-adopted'], env);
-    results.throughput.push(await loopbackThroughput(topology, 'tcx attached (adopted sockets), process outside the rules'));
+    results.throughput.push(
+      await loopbackThroughput(topology, 'tcx attached (adopted sockets), process outside the rules'),
+    );
 
     log('CLI latency');
     const node = nodeBaseline();
@@ -173,7 +187,7 @@ async function main(): Promise<void> {
       const existing = (JSON.parse(runCli(['list', '--json'], env).stdout) as { rules: unknown[] }).rules.length;
       const crowd = await startSleepers(total - existing - 1);
       sleepers.push(crowd);
-      addRules(ctx, crowd.pids, (100 * MBIT) / 8);
+      await addRules(ctx, crowd.pids, (100 * MBIT) / 8);
       const listMs = timeCommand([...limiterArgv(), 'list'], env);
       const setMs = timeCommand([...limiterArgv(), 'set', '--rate', '1m', '--pid'], env, () => {
         const p = gated('sleep', ['600']);

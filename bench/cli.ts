@@ -13,7 +13,7 @@ const RUNS = 9;
 
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
+  return sorted[Math.floor(sorted.length / 2)];
 }
 
 /** Median wall time of a command over RUNS runs; prepare() runs untimed before each. */
@@ -22,7 +22,10 @@ export function timeCommand(argv: string[], env: NodeJS.ProcessEnv, prepare?: ()
   for (let i = 0; i < RUNS; i++) {
     const extra = prepare?.() ?? [];
     const start = process.hrtime.bigint();
-    const result = spawnSync(argv[0]!, [...argv.slice(1), ...extra], { env: { ...process.env, ...env }, stdio: 'ignore' });
+    const result = spawnSync(argv[0], [...argv.slice(1), ...extra], {
+      env: { ...process.env, ...env },
+      stdio: 'ignore',
+    });
     times.push(Number(process.hrtime.bigint() - start) / 1e6);
     if (result.status !== 0) throw new Error(`${argv.join(' ')} ${extra.join(' ')} exited ${result.status}`);
   }

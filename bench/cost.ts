@@ -6,14 +6,15 @@
  */
 import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { PROG_EGRESS } from '../lib/abi.js';
-import { cgroupDirOf, createCgroup, movePid, removeCgroup } from '../lib/cgroup.js';
+import { PROG_EGRESS } from '../lib/kernel/abi.js';
+import { cgroupDirOf, createCgroup, movePid, removeCgroup } from '../lib/kernel/cgroup.js';
 import { packageRoot } from '../lib/instance.js';
-import { AttachType, BpfObject, enableRunTimeStats, linkCreate } from '../lib/libbpf.js';
-import type { Context } from '../lib/preflight.js';
-import { describeProgram, inspectKernel, programView } from '../lib/program.js';
-import { gated, inNetns, iperfClientArgs, iperfServer, steadyRate } from '../test/kernel/traffic.js';
-import type { Topology } from './topology.js';
+import { AttachType, BpfObject, enableRunTimeStats, linkCreate } from '../lib/kernel/bpf.js';
+import type { Context } from '../lib/context.js';
+import { programInfo } from '../lib/kernel/info.js';
+import { inspectKernel, programView } from '../lib/kernel/inspect.js';
+import { gated, inNetns, iperfClientArgs, iperfServer, steadyRate } from '../test/harness/traffic.js';
+import type { Topology } from '../test/harness/topology.js';
 
 export interface CostResult {
   case: 'unlimited cgroup' | 'limited cgroup, over its rate' | 'limited cgroup, under its rate';
@@ -57,13 +58,19 @@ export async function measureCost(
     closeSync(cgroupFd);
     try {
       const oursId = instanceProgramId(ctx);
-      const trivialId = describeProgram(trivialFd).id;
+      const trivialId = programInfo(trivialFd).id;
       const server = await iperfServer('ipv4', { netns: topology.receiver, address: topology.receiverAddress });
       const [command, ...args] = inNetns(topology.sender, [
         'iperf3',
-        ...iperfClientArgs(server.port, { family: 'ipv4', address: topology.receiverAddress, seconds: 3, udp: true, udpBitrate }),
+        ...iperfClientArgs(server.port, {
+          family: 'ipv4',
+          address: topology.receiverAddress,
+          seconds: 3,
+          udp: true,
+          udpBitrate,
+        }),
       ]);
-      const client = gated(command!, args);
+      const client = gated(command, args);
       try {
         movePid(client.pid, cgroupDir);
         const [ours0, trivial0] = [runStats(oursId), runStats(trivialId)];
@@ -92,10 +99,17 @@ export interface ThroughputResult {
 }
 
 /** Unlimited loopback TCP throughput in the sender namespace, for a process in cgroupDir (or left where it is). */
-export async function loopbackThroughput(topology: Topology, label: string, cgroupDir?: string): Promise<ThroughputResult> {
+export async function loopbackThroughput(
+  topology: Topology,
+  label: string,
+  cgroupDir?: string,
+): Promise<ThroughputResult> {
   const server = await iperfServer('ipv4', { netns: topology.sender });
-  const [command, ...args] = inNetns(topology.sender, ['iperf3', ...iperfClientArgs(server.port, { family: 'ipv4', seconds: 3 })]);
-  const client = gated(command!, args);
+  const [command, ...args] = inNetns(topology.sender, [
+    'iperf3',
+    ...iperfClientArgs(server.port, { family: 'ipv4', seconds: 3 }),
+  ]);
+  const client = gated(command, args);
   try {
     if (cgroupDir) movePid(client.pid, cgroupDir);
     client.go();

@@ -2,9 +2,9 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { packageRoot } from '../lib/instance.js';
-import { runCli } from '../test/helpers.js';
-import { collect, freePort, gated, inNetns, iperfClientArgs, iperfServer } from '../test/kernel/traffic.js';
-import { clearQdisc, setTbf, type Topology } from './topology.js';
+import { runCli } from '../test/harness/cli.js';
+import { collect, freePort, gated, inNetns, iperfClientArgs, iperfServer } from '../test/harness/traffic.js';
+import { clearQdisc, setTbf, type Topology } from '../test/harness/topology.js';
 
 export interface LatencyResult {
   limiter: 'limiter' | 'tbf' | 'none';
@@ -19,7 +19,7 @@ const SECONDS = 5;
 const rr = (...args: string[]) => [process.execPath, '--import', 'tsx', join(packageRoot(), 'bench', 'rr.ts'), ...args];
 
 function percentile(sorted: number[], p: number): number {
-  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
 export async function runLatency(
@@ -32,21 +32,32 @@ export async function runLatency(
   const bucket = Math.round(rateBytes * 0.1);
   const port = await freePort();
   const [echoCommand, ...echoArgs] = inNetns(topology.receiver, rr('server', String(port)));
-  const echo = spawn(echoCommand!, echoArgs, { stdio: ['ignore', 'pipe', 'inherit'], cwd: packageRoot() });
-  await new Promise<void>((resolve) => echo.stdout!.once('data', () => resolve()));
+  const echo = spawn(echoCommand, echoArgs, { stdio: ['ignore', 'pipe', 'inherit'], cwd: packageRoot() });
+  await new Promise<void>((resolve) => echo.stdout.once('data', () => resolve()));
   const bulkServer = await iperfServer('ipv4', { netns: topology.receiver, address: topology.receiverAddress });
   const [bulkCommand, ...bulkArgs] = inNetns(topology.sender, [
     'iperf3',
-    ...iperfClientArgs(bulkServer.port, { family: 'ipv4', address: topology.receiverAddress, seconds: SECONDS + 2, congestion: 'cubic' }),
+    ...iperfClientArgs(bulkServer.port, {
+      family: 'ipv4',
+      address: topology.receiverAddress,
+      seconds: SECONDS + 2,
+      congestion: 'cubic',
+    }),
   ]);
-  const bulk = gated(bulkCommand!, bulkArgs);
-  const [probeCommand, ...probeArgs] = inNetns(topology.sender, rr('client', topology.receiverAddress, String(port), String(SECONDS)));
-  const probe = gated(probeCommand!, probeArgs);
+  const bulk = gated(bulkCommand, bulkArgs);
+  const [probeCommand, ...probeArgs] = inNetns(
+    topology.sender,
+    rr('client', topology.receiverAddress, String(port), String(SECONDS)),
+  );
+  const probe = gated(probeCommand, probeArgs);
   try {
     if (limiter === 'tbf') setTbf(topology, rateBytes, bucket);
     if (limiter === 'limiter') {
       for (const p of [bulk, probe]) {
-        const set = runCli(['set', '--pid', String(p.pid), '--rate', String(rateBytes), '--bucket', String(bucket), '--name', 'latency'], env);
+        const set = runCli(
+          ['set', '--pid', String(p.pid), '--rate', String(rateBytes), '--bucket', String(bucket), '--name', 'latency'],
+          env,
+        );
         if (set.code !== 0) throw new Error(`limiter set failed: ${set.stderr}`);
       }
     }

@@ -6,7 +6,13 @@ const MBIT = 1_000_000;
 const fixed = (n: number, digits = 3) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
 
 function table(header: string[], rows: string[][]): string {
-  return [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n') + '\n';
+  return (
+    [
+      `| ${header.join(' | ')} |`,
+      `|${header.map(() => '---').join('|')}|`,
+      ...rows.map((r) => `| ${r.join(' | ')} |`),
+    ].join('\n') + '\n'
+  );
 }
 
 function rate(bits: number): string {
@@ -15,7 +21,8 @@ function rate(bits: number): string {
 
 /** One row per case, limiter and tbf side by side. */
 function accuracyRows(results: AccuracyResult[]): string[][] {
-  const key = (r: AccuracyResult) => `${r.direction ?? 'egress'} ${r.traffic} ${r.flows} ${r.rateBits} ${r.bucketSeconds}`;
+  const key = (r: AccuracyResult) =>
+    `${r.direction ?? 'egress'} ${r.traffic} ${r.flows} ${r.rateBits} ${r.bucketSeconds}`;
   const tbf = new Map(results.filter((r) => r.limiter === 'tbf').map((r) => [key(r), r]));
   return results
     .filter((r) => r.limiter === 'limiter')
@@ -41,7 +48,9 @@ function accuracyRows(results: AccuracyResult[]): string[][] {
 export function markdownReport(results: Results, seconds: number): string {
   const out: string[] = [];
   out.push(`# limiter bench (${results.mode})\n`);
-  out.push(`${results.date}, kernel ${results.kernel}, ${results.seconds} s. Produced by \`make bench${results.mode === 'quick' ? ' QUICK=1' : ''}\`.\n`);
+  out.push(
+    `${results.date}, kernel ${results.kernel}, ${results.seconds} s. Produced by \`make bench${results.mode === 'quick' ? ' QUICK=1' : ''}\`.\n`,
+  );
   out.push(`## Accuracy: limiter vs tc tbf\n`);
   out.push(
     `iperf3 over a veth pair between two network namespaces, ${seconds} s of steady state per run (after the first second; after the third for 1 s buckets); UDP offers 3× the rate. *steady*: receiver goodput in steady state ÷ rate. ` +
@@ -49,30 +58,68 @@ export function markdownReport(results: Results, seconds: number): string {
   );
   out.push(
     table(
-      ['traffic', 'flows', 'rate', 'bucket', 'limiter steady', 'tbf steady', 'limiter peak', 'tbf peak', 'limiter retrans', 'tbf retrans', 'app errors (l/t)'],
+      [
+        'traffic',
+        'flows',
+        'rate',
+        'bucket',
+        'limiter steady',
+        'tbf steady',
+        'limiter peak',
+        'tbf peak',
+        'limiter retrans',
+        'tbf retrans',
+        'app errors (l/t)',
+      ],
       accuracyRows(results.accuracy),
     ),
   );
   out.push(`## Latency under load\n`);
-  out.push('RTT of a 64-byte request/response flow (20/s) beside a bulk TCP cubic flow, both under the same limit (bucket 100 ms).\n');
+  out.push(
+    'RTT of a 64-byte request/response flow (20/s) beside a bulk TCP cubic flow, both under the same limit (bucket 100 ms).\n',
+  );
   out.push(
     table(
       ['limit', 'rate', 'median RTT', 'p99 RTT', 'samples'],
-      results.latency.map((l) => [l.limiter, rate(l.rateBits), `${fixed(l.medianMs, 2)} ms`, `${fixed(l.p99Ms, 2)} ms`, String(l.samples)]),
+      results.latency.map((l) => [
+        l.limiter,
+        rate(l.rateBits),
+        `${fixed(l.medianMs, 2)} ms`,
+        `${fixed(l.p99Ms, 2)} ms`,
+        String(l.samples),
+      ]),
     ),
   );
   out.push(`## Cost per skb\n`);
-  out.push('Run time per skb (BPF run-time statistics) of limiter_egress, and of a trivial `return 1` program on the same skbs (UDP, MTU-sized datagrams; the rule allows 100 Mbit/s). A process outside the instance\'s cgroups never runs the program: its cost is 0.\n');
+  out.push(
+    "Run time per skb (BPF run-time statistics) of limiter_egress, and of a trivial `return 1` program on the same skbs (UDP, MTU-sized datagrams; the rule allows 100 Mbit/s). A process outside the instance's cgroups never runs the program: its cost is 0.\n",
+  );
   out.push(
     table(
       ['case', 'rules', 'limiter ns/skb', 'trivial ns/skb', 'ratio'],
-      [...results.cost, ...results.scale.map((s) => s.cost)].map((c) => [c.case, String(c.rules), fixed(c.nsPerSkb, 0), fixed(c.trivialNsPerSkb, 0), fixed(c.ratio, 2)]),
+      [...results.cost, ...results.scale.map((s) => s.cost)].map((c) => [
+        c.case,
+        String(c.rules),
+        fixed(c.nsPerSkb, 0),
+        fixed(c.trivialNsPerSkb, 0),
+        fixed(c.ratio, 2),
+      ]),
     ),
   );
   out.push(`## Unlimited loopback throughput\n`);
-  out.push(table(['case', 'Gbit/s'], results.throughput.map((t) => [t.case, fixed(t.gbitPerSec, 2)])));
+  out.push(
+    table(
+      ['case', 'Gbit/s'],
+      results.throughput.map((t) => [t.case, fixed(t.gbitPerSec, 2)]),
+    ),
+  );
   out.push(`## CLI latency\n`);
-  out.push(table(['command', 'median', 'ratio to node -e \'\''], results.cli.map((c) => [c.command, `${fixed(c.medianMs, 0)} ms`, fixed(c.ratioToNode, 2)])));
+  out.push(
+    table(
+      ['command', 'median', "ratio to node -e ''"],
+      results.cli.map((c) => [c.command, `${fixed(c.medianMs, 0)} ms`, fixed(c.ratioToNode, 2)]),
+    ),
+  );
   out.push(`## Scale\n`);
   out.push(
     table(

@@ -9,10 +9,12 @@ const [mode, ...args] = process.argv.slice(2);
 const MESSAGE = Buffer.alloc(64, 'x');
 
 if (mode === 'server') {
-  createServer((socket) => socket.pipe(socket)).listen(Number(args[0]), '0.0.0.0', () => process.stdout.write('ready\n'));
+  createServer((socket) => socket.pipe(socket)).listen(Number(args[0]), '0.0.0.0', () =>
+    process.stdout.write('ready\n'),
+  );
 } else if (mode === 'client') {
   const [host, port, seconds] = args;
-  const socket = createConnection({ host: host!, port: Number(port), noDelay: true });
+  const socket = createConnection({ host: host, port: Number(port), noDelay: true });
   const rtts: number[] = [];
   const deadline = Date.now() + Number(seconds) * 1000;
   let sentAt = 0n;

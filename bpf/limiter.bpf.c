@@ -12,7 +12,7 @@
 
 #define NSEC_PER_SEC 1000000000ULL
 
-/* cgroup_skb/egress verdicts (DESIGN K2): a plain drop (0) makes UDP send()
+/* cgroup_skb/egress verdicts (design.md K2): a plain drop (0) makes UDP send()
  * fail with EPERM; 2 drops and signals congestion, which applications never see. */
 #define CGROUP_DROP 0
 #define CGROUP_PASS 1
@@ -63,7 +63,7 @@ struct {
 
 /*
  * A TCP skb dropped while its socket has nothing in flight waits for the
- * probe timer, 200 ms or more (DESIGN K3). Such an skb may take the bucket
+ * probe timer, 200 ms or more (design.md K3). Such an skb may take the bucket
  * further into debt rather than stall its flow: by 64 KiB, and by no more
  * than 1/16 s of rate, so that any window stays within 1/16 of its bound.
  */
@@ -90,7 +90,7 @@ static __always_inline int would_stall(struct __sk_buff *skb)
 
 /*
  * Token bucket that may go into debt by one skb: an skb passes whenever the
- * bucket is not empty, however large the skb (DESIGN K3: GSO skbs on loopback
+ * bucket is not empty, however large the skb (design.md K3: GSO skbs on loopback
  * reach 64 KiB, more than a small bucket ever holds).
  *
  * Tokens are judged first against the last clock reading of the rule: time
@@ -209,7 +209,7 @@ static __always_inline __u32 payload_len(struct __sk_buff *skb, __u32 link_heade
 
 /*
  * The rule of the skb's socket: the one it was adopted into, else the one of
- * the socket's cgroup, not the current task's (DESIGN K1).
+ * the socket's cgroup, not the current task's (design.md K1).
  */
 static __always_inline struct limiter_rule *rule_of(struct __sk_buff *skb)
 {
@@ -338,7 +338,7 @@ static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk *
 /*
  * TCP paces itself to its share of the rule's rate, so that it seldom meets
  * an empty bucket: a dropped skb stays at the head of the send queue and,
- * with nothing in flight, waits for the probe timer (DESIGN K3).
+ * with nothing in flight, waits for the probe timer (design.md K3).
  */
 SEC("sockops")
 int limiter_sockops(struct bpf_sock_ops *skops)

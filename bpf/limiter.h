@@ -86,7 +86,7 @@ struct limiter_sk {
 /*
  * Value of the sockets map (key: socket cookie, __u64): the rule a socket
  * belongs to although it was created outside that rule's cgroup (a socket
- * keeps the cgroup it was created in, DESIGN K5). Written only by user space.
+ * keeps the cgroup it was created in, design.md K5). Written only by user space.
  */
 struct limiter_socket {
 	__u64 rule_cgroup_id;

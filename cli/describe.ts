@@ -1,5 +1,6 @@
-import type { Limit } from '../lib/abi.js';
-import type { JoinResult, RuleInfo } from '../lib/rules.js';
+import type { Limit } from '../lib/kernel/abi.js';
+import type { RuleInfo } from '../lib/ops/list.js';
+import type { JoinResult } from '../lib/ops/membership.js';
 import { formatBytes, formatRate } from '../lib/units.js';
 
 /** "1 MiB/s (8.39 Mbit/s) = 1048576 B/s, bucket 1 MiB = 1048576 B": always with the exact numbers. */
@@ -29,7 +30,7 @@ export function describeJoins(joined: JoinResult[]): string {
     .join('');
 }
 
-/** The JSON shape of a rule (DESIGN.md section 2); names and meanings are stable. */
+/** The JSON shape of a rule (doc/design.md, "JSON"); names and meanings are stable. */
 export function ruleToJson(rule: RuleInfo) {
   const egress = rule.value?.limits.egress;
   const ingress = rule.value?.limits.ingress;

@@ -1,6 +1,6 @@
-import type { Limits } from '../lib/rules.js';
-import { makeLimit } from '../lib/rules.js';
 import { usageError } from '../lib/errors.js';
+import { makeLimit } from '../lib/kernel/abi.js';
+import type { Limits } from '../lib/store/rule.js';
 import { parseRate, parseSize } from '../lib/units.js';
 
 export interface LimitOptions {
@@ -18,7 +18,10 @@ export function limitsFromOptions(options: LimitOptions): Partial<Limits> {
       if (bucket !== undefined) throw usageError('bucket-without-rate', `--${label}bucket needs --${label}rate`);
       return undefined;
     }
-    return makeLimit(parseRate(rate, `${label}rate`), bucket === undefined ? undefined : parseSize(bucket, `${label}bucket`));
+    return makeLimit(
+      parseRate(rate, `${label}rate`),
+      bucket === undefined ? undefined : parseSize(bucket, `${label}bucket`),
+    );
   };
   const egress = direction(options.rate, options.bucket, '');
   const ingress = direction(options.ingressRate, options.ingressBucket, 'ingress-');

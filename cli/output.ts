@@ -1,4 +1,4 @@
-import type { DirectionName } from '../lib/abi.js';
+import type { DirectionName } from '../lib/kernel/abi.js';
 
 export type Paint = (text: string) => string;
 
@@ -41,7 +41,7 @@ export function table(header: string[], rows: string[][], style: Paint = plain):
   const widths = header.map((h, i) => Math.max(visible(h), ...rows.map((r) => visible(r[i] ?? ''))));
   const line = (cells: string[]) =>
     cells
-      .map((cell, i) => (i === cells.length - 1 ? cell : cell + ' '.repeat(widths[i]! - visible(cell))))
+      .map((cell, i) => (i === cells.length - 1 ? cell : cell + ' '.repeat(widths[i] - visible(cell))))
       .join('  ')
       .trimEnd();
   return [style(line(header)), ...rows.map(line)].join('\n') + '\n';

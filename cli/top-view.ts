@@ -1,6 +1,6 @@
 /** How `limiter top` draws a frame: a row per rule and direction, with a bar of rate against limit. */
-import { DIRECTIONS } from '../lib/abi.js';
-import type { DirectionRate, RuleRate } from '../lib/top.js';
+import { DIRECTIONS } from '../lib/kernel/abi.js';
+import type { DirectionRate, RuleRate } from '../lib/ops/top.js';
 import { formatBytes } from '../lib/units.js';
 import { DIRECTION_LABEL, table, type Style } from './output.js';
 
@@ -34,7 +34,10 @@ export function renderFrame(rates: RuleRate[], style: Style, title: string): str
       ];
     }),
   );
-  const body = rates.length > 0 ? table(['NAME', 'PIDS', 'DIR', 'LIMIT', 'RATE', 'USE', 'DROPPED'], rows, style.bold) : 'no rules\n';
+  const body =
+    rates.length > 0
+      ? table(['NAME', 'PIDS', 'DIR', 'LIMIT', 'RATE', 'USE', 'DROPPED'], rows, style.bold)
+      : 'no rules\n';
   return `${style.bold(title)}\n\n${body}`;
 }
 
@@ -48,6 +51,12 @@ export function frameJson(rates: RuleRate[], time: Date) {
   });
   return {
     time: time.toISOString(),
-    rules: rates.map((r) => ({ name: r.name, cgroupId: r.cgroupId, pids: r.pids, egress: direction(r.egress), ingress: direction(r.ingress) })),
+    rules: rates.map((r) => ({
+      name: r.name,
+      cgroupId: r.cgroupId,
+      pids: r.pids,
+      egress: direction(r.egress),
+      ingress: direction(r.ingress),
+    })),
   };
 }

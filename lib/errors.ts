@@ -1,4 +1,4 @@
-/** Exit status of every command (DESIGN.md section 2). */
+/** Exit status of every command (doc/design.md, "Exit status"). */
 export const ExitCode = {
   ok: 0,
   failed: 1,
@@ -9,7 +9,34 @@ export const ExitCode = {
   busy: 6,
 } as const;
 /** One of the table above, or 128 + a signal number (interrupted). */
-export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode] | number;
+export type ExitCodeValue = number;
+
+/** What each exit status means, in a word and in a sentence: --help and the man page show it. */
+export const EXIT_STATUS: ReadonlyArray<{ code: number; word: string; meaning: string }> = [
+  { code: ExitCode.ok, word: 'done', meaning: 'Done.' },
+  {
+    code: ExitCode.failed,
+    word: 'failed',
+    meaning: 'The operation failed (kernel, libbpf or filesystem error); the reason is on standard error.',
+  },
+  {
+    code: ExitCode.usage,
+    word: 'usage',
+    meaning: 'Usage: unknown command or option, bad number or unit, missing argument.',
+  },
+  {
+    code: ExitCode.notPermitted,
+    word: 'not permitted',
+    meaning: 'Not permitted: not root, or CAP_BPF, CAP_SYS_ADMIN or CAP_NET_ADMIN missing.',
+  },
+  { code: ExitCode.notFound, word: 'not found', meaning: 'Not found: no such process, rule, cgroup or cgroup id.' },
+  {
+    code: ExitCode.unsupported,
+    word: 'unsupported',
+    meaning: 'Unsupported environment: no cgroup v2, no BPF support, BPF object missing.',
+  },
+  { code: ExitCode.busy, word: 'busy', meaning: 'Busy: another limiter command held the lock past the wait limit.' },
+];
 
 export interface ErrorDetails {
   hint?: string;

@@ -56,3 +56,10 @@ export function packageRoot(): string {
 export function bpfObjectPath(env: NodeJS.ProcessEnv = process.env): string {
   return env.LIMITER_BPF_OBJECT || join(packageRoot(), 'bpf', OBJECT_FILE);
 }
+
+export function validateRuleName(name: string): string {
+  if (!NAME_PATTERN.test(name)) {
+    throw usageError('bad-name', `invalid rule name '${name}': expected ${NAME_FORMS}`);
+  }
+  return name;
+}

@@ -41,7 +41,7 @@ function parseQuantity(what: string, text: string, allowBits: boolean): number {
   }
   // Exact rational arithmetic: value = digits / 10^fraction.length × multiplier (÷ 8 for bits).
   const digits = BigInt(whole + fraction);
-  const numerator = digits * (bitMultiplier ?? byteMultiplier!);
+  const numerator = digits * (bitMultiplier ?? byteMultiplier);
   let denominator = 10n ** BigInt(fraction.length);
   if (bitMultiplier !== undefined) denominator *= 8n;
   const rounded = (numerator * 2n + denominator) / (denominator * 2n);
@@ -49,7 +49,10 @@ function parseQuantity(what: string, text: string, allowBits: boolean): number {
     throw usageError('out-of-range', `${what} '${text}' is less than 1 byte${allowBits ? ' per second' : ''}`);
   }
   if (rounded > BigInt(MAX_BYTES)) {
-    throw usageError('out-of-range', `${what} '${text}' is too large (at most ${formatBytes(MAX_BYTES)}${allowBits ? '/s' : ''})`);
+    throw usageError(
+      'out-of-range',
+      `${what} '${text}' is too large (at most ${formatBytes(MAX_BYTES)}${allowBits ? '/s' : ''})`,
+    );
   }
   return Number(rounded);
 }

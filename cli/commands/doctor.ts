@@ -1,4 +1,4 @@
-import { diagnose, type Severity } from '../../lib/doctor.js';
+import { diagnose, type Severity } from '../../lib/ops/doctor.js';
 import { ExitCode } from '../../lib/errors.js';
 import type { GlobalOptions } from '../context.js';
 import { writeJson } from '../output.js';
@@ -11,6 +11,7 @@ export function run(options: { json?: boolean }, { style }: GlobalOptions): void
   } else {
     const label: Record<Severity, string> = {
       ok: style.green('ok     '),
+      info: 'info   ',
       warning: style.yellow('warning'),
       problem: style.red('problem'),
       fatal: style.alarm('FATAL  '),

@@ -1,8 +1,9 @@
-import { preflight } from '../../lib/preflight.js';
-import { parsePid } from '../../lib/proc.js';
-import { inspectKernel, isComplete, type KernelView } from '../../lib/program.js';
+import { preflight } from '../../lib/context.js';
+import { parsePid } from '../../lib/kernel/proc.js';
+import { missingPins } from '../../lib/kernel/attach.js';
+import { inspectKernel, type KernelView } from '../../lib/kernel/inspect.js';
 import { log } from '../../lib/log.js';
-import { listRules } from '../../lib/rules.js';
+import { listRules } from '../../lib/ops/list.js';
 import { formatBytes, formatRate } from '../../lib/units.js';
 import type { GlobalOptions } from '../context.js';
 import { ruleToJson } from '../describe.js';
@@ -19,8 +20,10 @@ export function run(options: ListOptions, { style }: GlobalOptions): void {
   const ctx = preflight();
   const rules = listRules(ctx, { pid }).map(ruleToJson);
   const kernel = options.bpf ? inspectKernel(ctx.instance) : null;
-  if (rules.length > 0 && ctx.bpffsMounted && !isComplete(ctx.instance)) {
-    log.warn(`instance ${ctx.instance.name} is missing pinned programs, links or maps: limits may not be enforced; the next set, move or unset repairs it ('limiter doctor' tells more)`);
+  if (rules.length > 0 && ctx.bpffsMounted && missingPins(ctx.instance).length > 0) {
+    log.warn(
+      `instance ${ctx.instance.name} is missing pinned programs, links or maps: limits may not be enforced; the next set, move or unset repairs it ('limiter doctor' tells more)`,
+    );
   }
 
   if (options.json) {
@@ -35,7 +38,12 @@ export function run(options: ListOptions, { style }: GlobalOptions): void {
     const rows = rules.flatMap((r) => {
       const noLimit = r.rateBytesPerSec === null && r.ingressRateBytesPerSec === null;
       const directions: Array<[string, string, string, string]> = [
-        [DIRECTION_LABEL.egress, limit(r.rateBytesPerSec, r.bucketBytes), traffic(r.passedBytes, r.passedPackets), traffic(r.droppedBytes, r.droppedPackets, style.red)],
+        [
+          DIRECTION_LABEL.egress,
+          limit(r.rateBytesPerSec, r.bucketBytes),
+          traffic(r.passedBytes, r.passedPackets),
+          traffic(r.droppedBytes, r.droppedPackets, style.red),
+        ],
         [
           DIRECTION_LABEL.ingress,
           limit(r.ingressRateBytesPerSec, r.ingressBucketBytes),
@@ -75,7 +83,9 @@ function describeKernel(kernel: KernelView, rules: ReturnType<typeof ruleToJson>
   }
   for (const p of kernel.programs) {
     const average = p.runCount > 0 ? `, ${Math.round(p.runTimeNs / p.runCount)} ns per run` : '';
-    lines.push(`program  id ${p.id} ${p.name}: attached to the instance cgroup (${p.hook}), ${p.runCount} runs${average}`);
+    lines.push(
+      `program  id ${p.id} ${p.name}: attached to the instance cgroup (${p.hook}), ${p.runCount} runs${average}`,
+    );
   }
   for (const m of kernel.maps) {
     lines.push(`map      id ${m.id} ${m.name}: max ${m.maxEntries} entries, pinned at ${m.pinned}`);

@@ -1,7 +1,7 @@
 import { usageError } from '../../lib/errors.js';
-import { preflight } from '../../lib/preflight.js';
-import { parsePid } from '../../lib/proc.js';
-import { moveToRule, type MoveTarget } from '../../lib/rules.js';
+import { preflight } from '../../lib/context.js';
+import { parsePid } from '../../lib/kernel/proc.js';
+import { moveToRule, type MoveTarget } from '../../lib/ops/move.js';
 import { describeJoins } from '../describe.js';
 
 interface MoveOptions {

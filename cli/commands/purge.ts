@@ -1,5 +1,5 @@
-import { preflight } from '../../lib/preflight.js';
-import { purge } from '../../lib/rules.js';
+import { preflight } from '../../lib/context.js';
+import { purge } from '../../lib/ops/purge.js';
 
 export async function run(): Promise<void> {
   const ctx = preflight();

@@ -1,7 +1,7 @@
 import { accessSync, constants as fsConstants, realpathSync } from 'node:fs';
 import { unsupported, usageError } from '../../lib/errors.js';
-import { preflight } from '../../lib/preflight.js';
-import { reload } from '../../lib/rules.js';
+import { preflight } from '../../lib/context.js';
+import { reload } from '../../lib/ops/reload.js';
 
 interface ReloadOptions {
   object?: string;
@@ -24,9 +24,13 @@ export async function run(options: ReloadOptions): Promise<void> {
       // reported below
     }
     if (real !== ctx.instance.cgroupDir) {
-      throw usageError('bad-cgroup', `the program of instance ${ctx.instance.name} is attached at ${ctx.instance.cgroupDir}, not ${options.cgroupPath}`, {
-        hint: 'limiter attaches to its own cgroup only; omit --cgroup-path',
-      });
+      throw usageError(
+        'bad-cgroup',
+        `the program of instance ${ctx.instance.name} is attached at ${ctx.instance.cgroupDir}, not ${options.cgroupPath}`,
+        {
+          hint: 'limiter attaches to its own cgroup only; omit --cgroup-path',
+        },
+      );
     }
   }
   const result = await reload(ctx, objectPath);

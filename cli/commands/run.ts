@@ -1,6 +1,6 @@
 import { log } from '../../lib/log.js';
-import { preflight } from '../../lib/preflight.js';
-import { runLimited } from '../../lib/run.js';
+import { preflight } from '../../lib/context.js';
+import { runLimited } from '../../lib/ops/run.js';
 import { describeLimits } from '../describe.js';
 import { limitsFromOptions, type LimitOptions } from '../limits.js';
 

@@ -1,6 +1,6 @@
-import { preflight } from '../../lib/preflight.js';
-import { parsePid } from '../../lib/proc.js';
-import { setRule } from '../../lib/rules.js';
+import { preflight } from '../../lib/context.js';
+import { parsePid } from '../../lib/kernel/proc.js';
+import { setRule } from '../../lib/ops/set.js';
 import type { GlobalOptions } from '../context.js';
 import { describeJoins, describeLimits } from '../describe.js';
 import { limitsFromOptions, type LimitOptions } from '../limits.js';

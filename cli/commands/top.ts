@@ -1,7 +1,7 @@
 import { usageError } from '../../lib/errors.js';
-import { preflight } from '../../lib/preflight.js';
+import { preflight } from '../../lib/context.js';
 import { signalExitCode } from '../../lib/signals.js';
-import { CounterReader, ratesBetween, type Sample } from '../../lib/top.js';
+import { CounterReader, ratesBetween, type Sample } from '../../lib/ops/top.js';
 import type { GlobalOptions } from '../context.js';
 import { frameJson, renderFrame } from '../top-view.js';
 
@@ -30,7 +30,8 @@ export async function run(options: TopOptions, { style }: GlobalOptions): Promis
   const ctx = preflight();
   const reader = new CounterReader(ctx);
   const interactive = !options.once && !options.json && process.stdout.isTTY === true;
-  const title = () => `limiter top: instance ${ctx.instance.name}, every ${intervalMs / 1000} s${interactive ? ', q quits' : ''}`;
+  const title = () =>
+    `limiter top: instance ${ctx.instance.name}, every ${intervalMs / 1000} s${interactive ? ', q quits' : ''}`;
   let previous: Sample | null = reader.sample();
 
   if (options.once) {
@@ -60,13 +61,14 @@ export async function run(options: TopOptions, { style }: GlobalOptions): Promis
       else process.stdout.write((interactive ? HOME : '\n') + renderFrame(rates, style, title()));
     };
     const timer = setInterval(tick, intervalMs);
-    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, () => finish(signalExitCode(signal)));
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
+      process.once(signal, () => finish(signalExitCode(signal)));
     if (interactive) {
       process.stdout.write(ENTER + HOME + renderFrame(ratesBetween(null, previous!), style, title()));
       if (process.stdin.isTTY) process.stdin.setRawMode(true);
       process.stdin.on('data', (key: Buffer) => {
         // q, Q, Ctrl-C (raw mode delivers it as a byte) or Ctrl-D
-        if ([0x71, 0x51, 0x03, 0x04].includes(key[0]!)) finish();
+        if ([0x71, 0x51, 0x03, 0x04].includes(key[0])) finish();
       });
     }
   });

@@ -1,6 +1,6 @@
-import { preflight } from '../../lib/preflight.js';
-import { parsePid } from '../../lib/proc.js';
-import { unsetPid } from '../../lib/rules.js';
+import { preflight } from '../../lib/context.js';
+import { parsePid } from '../../lib/kernel/proc.js';
+import { unsetPid } from '../../lib/ops/unset.js';
 
 export async function run(options: { pid: string; tree?: boolean }): Promise<void> {
   const pid = parsePid(options.pid);

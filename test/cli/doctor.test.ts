@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { runCli, uniqueInstance } from '../helpers.js';
+import { runCli, uniqueInstance } from '../harness/cli.js';
 
 describe('doctor', () => {
   const env = { LIMITER_INSTANCE: uniqueInstance('doctor') };
@@ -10,7 +10,16 @@ describe('doctor', () => {
     const report = JSON.parse(result.stdout) as { usable: boolean; checks: Array<{ name: string; severity: string }> };
     expect(report.usable).toBe(true);
     expect(report.checks.map((c) => c.name)).toEqual(
-      expect.arrayContaining(['kernel', 'privileges', 'libbpf', 'cgroup_skb programs', 'cgroup v2', 'bpffs', 'BTF', 'BPF object']),
+      expect.arrayContaining([
+        'kernel',
+        'privileges',
+        'libbpf',
+        'cgroup_skb programs',
+        'cgroup v2',
+        'bpffs',
+        'BTF',
+        'BPF object',
+      ]),
     );
   });
 

@@ -4,10 +4,10 @@
  */
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { findCgroup2Mount } from '../../lib/cgroup.js';
+import { findCgroup2Mount } from '../../lib/kernel/cgroup.js';
 import { bpfObjectPath } from '../../lib/instance.js';
-import { probeProgramType, ProgType } from '../../lib/libbpf.js';
-import { hasPrivileges } from '../../lib/preflight.js';
+import { probeProgramType, ProgType } from '../../lib/kernel/bpf.js';
+import { hasPrivileges } from '../../lib/context.js';
 
 describe('kernel test prerequisites', () => {
   it('runs as root', () => {

@@ -1,13 +1,23 @@
 /**
- * DESIGN K5: a socket keeps the cgroup it was created in. `set` must still
+ * design.md K5: a socket keeps the cgroup it was created in. `set` must still
  * limit the connections a process already has, and `unset` release them.
  * Traffic runs in a network namespace of the test's own, so that the tcx
  * programs this attaches see only the test's loopback.
  */
 import { describe, expect, it } from 'vitest';
-import { runCli, sleep } from '../helpers.js';
-import { testScope } from '../scope.js';
-import { gated, inNetns, iperfClientArgs, iperfServer, netns, sampleCounters, worstExcess, DEBT_BYTES, type IperfInterval } from './traffic.js';
+import { runCli, sleep } from '../harness/cli.js';
+import { testScope } from '../harness/scope.js';
+import {
+  gated,
+  inNetns,
+  iperfClientArgs,
+  iperfServer,
+  netns,
+  sampleCounters,
+  worstExcess,
+  DEBT_BYTES,
+  type IperfInterval,
+} from '../harness/traffic.js';
 
 const RATE = 1048576;
 const scope = testScope();
@@ -20,13 +30,13 @@ describe('a transfer that is already running', () => {
     it(`TCP ${congestion}: falls to the limit within 2 s of set, and recovers after unset`, async () => {
       const { env, instance } = scope.instance('running');
       const ns = netns('running');
-      scope.defer(ns.remove);
+      scope.defer(() => ns.remove());
       const server = await iperfServer('ipv4', { netns: ns.name, interval: 0.5 });
       const [command, ...args] = inNetns(ns.name, [
         'iperf3',
         ...iperfClientArgs(server.port, { family: 'ipv4', congestion, seconds: 11, interval: 0.5 }),
       ]);
-      const client = gated(command!, args);
+      const client = gated(command, args);
       scope.defer(() => (client.kill(), server.kill()));
 
       client.go();

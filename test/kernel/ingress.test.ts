@@ -4,8 +4,8 @@
  * inside it.
  */
 import { describe, expect, it } from 'vitest';
-import { listJson, runCli } from '../helpers.js';
-import { testScope } from '../scope.js';
+import { listJson, runCli } from '../harness/cli.js';
+import { testScope } from '../harness/scope.js';
 import {
   clientIntervals,
   DEBT_BYTES,
@@ -17,7 +17,7 @@ import {
   worstExcess,
   type Family,
   type FlowOptions,
-} from './traffic.js';
+} from '../harness/traffic.js';
 
 const RATE = 1048576;
 const SECONDS = 6;
@@ -40,7 +40,10 @@ async function flow(env: NodeJS.ProcessEnv, options: FlowOptions, setArgs: strin
 const downloads: Array<{ name: string; options: FlowOptions }> = [];
 for (const family of ['ipv4', 'ipv6'] as Family[]) {
   downloads.push({ name: `TCP ${family}`, options: { family, download: true, congestion: 'cubic', seconds: SECONDS } });
-  downloads.push({ name: `UDP ${family}`, options: { family, download: true, udp: true, udpBitrate: '32M', seconds: SECONDS } });
+  downloads.push({
+    name: `UDP ${family}`,
+    options: { family, download: true, udp: true, udpBitrate: '32M', seconds: SECONDS },
+  });
 }
 
 describe('a process limited to 1 MiB/s of download', () => {
@@ -75,9 +78,17 @@ describe('directions are independent', () => {
     const both = ['--rate', '1m', '--ingress-rate', '1m'];
     const rule = (name: string) => listJson(env).rules.find((r) => r.name === name);
     // Read before the next set: a rule whose processes have exited goes at the next change.
-    const upload = await flow(env, { family: 'ipv4', udp: true, udpBitrate: '16M', seconds: 2 }, [...both, '--name', 'up']);
+    const upload = await flow(env, { family: 'ipv4', udp: true, udpBitrate: '16M', seconds: 2 }, [
+      ...both,
+      '--name',
+      'up',
+    ]);
     const up = rule('up');
-    const download = await flow(env, { family: 'ipv4', udp: true, download: true, udpBitrate: '16M', seconds: 2 }, [...both, '--name', 'down']);
+    const download = await flow(env, { family: 'ipv4', udp: true, download: true, udpBitrate: '16M', seconds: 2 }, [
+      ...both,
+      '--name',
+      'down',
+    ]);
     const down = rule('down');
     expect([upload.exited.code, download.exited.code]).toEqual([0, 0]);
     const rules = { up, down };
@@ -88,11 +99,16 @@ describe('directions are independent', () => {
     expect(rules.down!.passedBytes).toBeLessThan(64 * 1024);
   });
 
-  it('list shows both directions, and set changes one without touching the other', async () => {
+  it('list shows both directions, and set changes one without touching the other', () => {
     const { env } = scope.instance('both');
     const sleeper = gated('sleep', ['60']);
     scope.defer(() => sleeper.kill());
-    expect(runCli(['set', '--pid', String(sleeper.pid), '--rate', '1m', '--ingress-rate', '2m', '--ingress-bucket', '64k'], env).code).toBe(0);
+    expect(
+      runCli(
+        ['set', '--pid', String(sleeper.pid), '--rate', '1m', '--ingress-rate', '2m', '--ingress-bucket', '64k'],
+        env,
+      ).code,
+    ).toBe(0);
     expect(runCli(['set', '--pid', String(sleeper.pid), '--rate', '3m'], env).code).toBe(0);
     expect(listJson(env).rules[0]).toMatchObject({
       rateBytesPerSec: 3 * RATE,

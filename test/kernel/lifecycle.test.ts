@@ -4,13 +4,13 @@
  */
 import { closeSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { fdById, type BpfObjectKind } from '../../lib/libbpf.js';
-import { cgroupOf, instanceFootprint, listJson, runCli } from '../helpers.js';
-import { testScope } from '../scope.js';
-import { gated, type Gated } from './traffic.js';
+import { fdById, type BpfObjectKind } from '../../lib/kernel/bpf.js';
+import { cgroupOf, instanceFootprint, listJson, runCli } from '../harness/cli.js';
+import { testScope } from '../harness/scope.js';
+import { gated, type Gated } from '../harness/traffic.js';
 
 const scope = testScope();
-const newInstance = scope.instance;
+const newInstance = (tag: string) => scope.instance(tag);
 
 function sleeper(): Gated {
   const process = gated('sleep', ['120']);
@@ -49,7 +49,7 @@ describe('set', () => {
     const { env } = newInstance('change');
     const p = sleeper();
     expect(runCli(['set', '--pid', String(p.pid), '--rate', '1m'], env).code).toBe(0);
-    const before = list(env).rules[0]!;
+    const before = list(env).rules[0];
     const result = runCli(['set', '--pid', String(p.pid), '--rate', '2m'], env);
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('changed');
@@ -61,7 +61,8 @@ describe('set', () => {
   it('puts processes set with the same --name into one rule', () => {
     const { env } = newInstance('name');
     const [a, b] = [sleeper(), sleeper()];
-    for (const p of [a, b]) expect(runCli(['set', '--pid', String(p.pid), '--rate', '1m', '--name', 'web'], env).code).toBe(0);
+    for (const p of [a, b])
+      expect(runCli(['set', '--pid', String(p.pid), '--rate', '1m', '--name', 'web'], env).code).toBe(0);
     expect(list(env).rules).toMatchObject([{ name: 'web', pids: [a.pid, b.pid].sort((x, y) => x - y) }]);
   });
 
@@ -114,15 +115,15 @@ describe('purge', () => {
     const origins = [a, b].map((p) => cgroupOf(p.pid));
     runCli(['set', '--pid', String(a.pid), '--rate', '1m'], env);
     runCli(['set', '--pid', String(b.pid), '--rate', '2m', '--name', 'web'], env);
-    const { bpf } = list(env, '--bpf');
+    const bpf = list(env, '--bpf').bpf!;
     expect(bpf.link).not.toBeNull();
-    expect(bpf.programs.map((p: { hook: string }) => p.hook)).toEqual(['egress', 'ingress', 'sock_ops']);
+    expect(bpf.programs.map((p) => p.hook)).toEqual(['egress', 'ingress', 'sock_ops']);
 
     const result = runCli(['purge'], env);
     expect(result.code).toBe(0);
     expect(instanceFootprint(instance)).toEqual([]);
     // The kernel frees programs and maps after an RCU grace period: wait for it, boundedly.
-    expect(await released('link', bpf.link.id)).toBe(true);
+    expect(await released('link', bpf.link!.id)).toBe(true);
     for (const program of bpf.programs) expect(await released('prog', program.id)).toBe(true);
     for (const map of bpf.maps) expect(await released('map', map.id)).toBe(true);
     expect([a, b].map((p) => cgroupOf(p.pid))).toEqual(origins);

@@ -4,8 +4,8 @@
  * of the same rate have a bucket each.
  */
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../helpers.js';
-import { testScope } from '../scope.js';
+import { runCli } from '../harness/cli.js';
+import { testScope } from '../harness/scope.js';
 import {
   gated,
   iperfClientArgs,
@@ -16,7 +16,7 @@ import {
   DEBT_BYTES,
   type Family,
   type FlowOptions,
-} from './traffic.js';
+} from '../harness/traffic.js';
 
 const RATE = 1048576; // 1m
 const SECONDS = 6;
@@ -47,20 +47,21 @@ for (const family of ['ipv4', 'ipv6'] as Family[]) {
 }
 
 describe('a process limited to 1 MiB/s before it connects', () => {
-  for (const { name, flow } of flows) it(`${name}: within bucket + rate·T, at least 90 % of the rate, no error`, async () => {
-    const env = newInstance('flow');
-    const { exited, samples, intervals } = await limitedFlow(env, flow);
+  for (const { name, flow } of flows)
+    it(`${name}: within bucket + rate·T, at least 90 % of the rate, no error`, async () => {
+      const env = newInstance('flow');
+      const { exited, samples, intervals } = await limitedFlow(env, flow);
 
-    expect(exited.stderr).toBe('');
-    expect(exited.code, exited.stdout).toBe(0);
-    expect(JSON.parse(exited.stdout).error).toBeUndefined();
-    expect(worstExcess(samples, RATE, RATE, DEBT_BYTES)).toBeLessThanOrEqual(0);
-    const steady = steadyRate(intervals, 2);
-    expect(steady).toBeGreaterThanOrEqual(0.9 * RATE);
-    expect(steady).toBeLessThanOrEqual(1.1 * RATE);
-    // UDP is not paced: the limit drops, and the sender never sees it.
-    if (flow.udp) expect(samples.at(-1)!.droppedPackets).toBeGreaterThan(0);
-  });
+      expect(exited.stderr).toBe('');
+      expect(exited.code, exited.stdout).toBe(0);
+      expect((JSON.parse(exited.stdout) as { error?: string }).error).toBeUndefined();
+      expect(worstExcess(samples, RATE, RATE, DEBT_BYTES)).toBeLessThanOrEqual(0);
+      const steady = steadyRate(intervals, 2);
+      expect(steady).toBeGreaterThanOrEqual(0.9 * RATE);
+      expect(steady).toBeLessThanOrEqual(1.1 * RATE);
+      // UDP is not paced: the limit drops, and the sender never sees it.
+      if (flow.udp) expect(samples.at(-1)!.droppedPackets).toBeGreaterThan(0);
+    });
 });
 
 describe('isolation', () => {

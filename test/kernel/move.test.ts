@@ -3,11 +3,11 @@ import { mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { findCgroup2Mount } from '../../lib/cgroup.js';
-import { descendants } from '../../lib/proc.js';
-import { cgroupOf, listJson, runCli } from '../helpers.js';
-import { testScope } from '../scope.js';
-import { gated, type Gated } from './traffic.js';
+import { findCgroup2Mount } from '../../lib/kernel/cgroup.js';
+import { descendants } from '../../lib/kernel/proc.js';
+import { cgroupOf, listJson, runCli } from '../harness/cli.js';
+import { testScope } from '../harness/scope.js';
+import { gated, type Gated } from '../harness/traffic.js';
 
 const scope = testScope();
 
@@ -22,20 +22,20 @@ describe('move', () => {
     const { env, instance } = scope.instance('move');
     const [a, b, c, d] = [started(), started(), started(), started()];
     expect(runCli(['set', '--pid', String(a.pid), '--rate', '1m', '--name', 'web'], env).code).toBe(0);
-    const web = listJson(env).rules[0]!;
+    const web = listJson(env).rules[0];
 
     expect(runCli(['move', '--pid', String(b.pid), '--cgroup-path', web.cgroupPath], env).code).toBe(0);
     expect(runCli(['move', '--pid', String(c.pid), '--cgid', String(web.cgroupId)], env).code).toBe(0);
     expect(runCli(['move', '--pid', String(d.pid), '--last'], env).code).toBe(0);
     for (const p of [b, c, d]) expect(cgroupOf(p.pid)).toBe(`/${instance}/web`);
-    expect(listJson(env).rules[0]!.pids).toHaveLength(4);
+    expect(listJson(env).rules[0].pids).toHaveLength(4);
   });
 
   it('refuses targets outside the instance and unknown ones, and changes nothing', () => {
     const { env, instance } = scope.instance('refuse');
     const [a, b] = [started(), started()];
     expect(runCli(['set', '--pid', String(a.pid), '--rate', '1m', '--name', 'web'], env).code).toBe(0);
-    const web = listJson(env).rules[0]!;
+    const web = listJson(env).rules[0];
     const origin = cgroupOf(b.pid);
     const dir = mkdtempSync(join(tmpdir(), 'limiter-link-'));
     scope.defer(() => rmSync(dir, { recursive: true }));

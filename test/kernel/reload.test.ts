@@ -8,9 +8,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { bpfObjectPath, packageRoot } from '../../lib/instance.js';
-import { listJson, runCli, sleep } from '../helpers.js';
-import { testScope } from '../scope.js';
-import { gated, iperfClientArgs, iperfServer, sampleCounters, steadyRate, worstExcess, DEBT_BYTES } from './traffic.js';
+import { listJson, runCli, sleep } from '../harness/cli.js';
+import { testScope } from '../harness/scope.js';
+import {
+  gated,
+  iperfClientArgs,
+  iperfServer,
+  sampleCounters,
+  steadyRate,
+  worstExcess,
+  DEBT_BYTES,
+} from '../harness/traffic.js';
 
 const RATE = 1048576;
 const scope = testScope();
@@ -22,7 +30,7 @@ describe('reload', () => {
     const client = gated('iperf3', iperfClientArgs(server.port, { family: 'ipv4', congestion: 'cubic', seconds: 7 }));
     scope.defer(() => (client.kill(), server.kill()));
     expect(runCli(['set', '--pid', String(client.pid), '--rate', '1m'], env).code).toBe(0);
-    const before = listJson(env, '--bpf').bpf;
+    const before = listJson(env, '--bpf').bpf!;
     const sampler = sampleCounters(instance, `pid-${client.pid}`);
     client.go();
     await sleep(3000);
@@ -37,10 +45,11 @@ describe('reload', () => {
     const samples = sampler.stop();
 
     const after = listJson(env, '--bpf');
-    expect(after.bpf.link.id).toBe(before.link.id);
-    expect(after.bpf.link.programId).not.toBe(before.link.programId);
+    expect(after.bpf!.link!.id).toBe(before.link!.id);
+    expect(after.bpf!.link!.programId).not.toBe(before.link!.programId);
     expect(after.rules[0]).toMatchObject({ rateBytesPerSec: RATE, bucketBytes: RATE });
-    for (let i = 1; i < samples.length; i++) expect(samples[i]!.passedBytes).toBeGreaterThanOrEqual(samples[i - 1]!.passedBytes);
+    for (let i = 1; i < samples.length; i++)
+      expect(samples[i].passedBytes).toBeGreaterThanOrEqual(samples[i - 1].passedBytes);
     expect(worstExcess(samples, RATE, RATE, DEBT_BYTES)).toBeLessThanOrEqual(0);
     expect(steadyRate(await server.result, 2)).toBeGreaterThanOrEqual(0.9 * RATE);
   });
@@ -50,7 +59,7 @@ describe('reload', () => {
     const sleeper = gated('sleep', ['60']);
     scope.defer(() => sleeper.kill());
     expect(runCli(['set', '--pid', String(sleeper.pid), '--rate', '1m'], env).code).toBe(0);
-    const before = listJson(env, '--bpf').bpf.link;
+    const before = listJson(env, '--bpf').bpf!.link;
     const dir = mkdtempSync(join(tmpdir(), 'limiter-bad-'));
     scope.defer(() => rmSync(dir, { recursive: true }));
     writeFileSync(join(dir, 'junk.o'), 'not an ELF file\n');
@@ -65,7 +74,7 @@ describe('reload', () => {
       expect(result.stdout).toBe('');
       expect(result.stderr).toMatch(message);
       expect(result.code).toBe(code);
-      expect(listJson(env, '--bpf').bpf.link).toEqual(before);
+      expect(listJson(env, '--bpf').bpf!.link).toEqual(before);
     }
     const wrongPath = runCli(['reload', '--cgroup-path', '/sys/fs/cgroup'], env);
     expect(wrongPath.code).toBe(2);

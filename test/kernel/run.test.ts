@@ -1,8 +1,8 @@
 /** `run` starts a command inside a fresh rule and removes the rule when the command ends. */
 import { describe, expect, it } from 'vitest';
-import { instanceFootprint, runCli } from '../helpers.js';
-import { testScope } from '../scope.js';
-import { iperfClientArgs, iperfServer, steadyRate } from './traffic.js';
+import { instanceFootprint, listJson, runCli } from '../harness/cli.js';
+import { testScope } from '../harness/scope.js';
+import { iperfClientArgs, iperfServer, steadyRate } from '../harness/traffic.js';
 
 const scope = testScope();
 
@@ -14,7 +14,7 @@ describe('run', () => {
     expect(result.stderr, 'the rule of run ending is no finding').toBe('');
     expect(result.stdout).toMatch(new RegExp(`^0::/${instance}/run-\\d+$`, 'm'));
     expect(instanceFootprint(instance).filter((p) => p.includes('/run-'))).toEqual([]);
-    expect(JSON.parse(runCli(['list', '--json'], env).stdout).rules).toEqual([]);
+    expect(listJson(env).rules).toEqual([]);
   });
 
   it('exits with 128 + the signal that killed the command', () => {
@@ -32,7 +32,10 @@ describe('run', () => {
     const { env } = scope.instance('runflow');
     const server = await iperfServer('ipv4');
     scope.defer(() => server.kill());
-    const result = runCli(['run', '--rate', '1m', '--', 'iperf3', ...iperfClientArgs(server.port, { family: 'ipv4', seconds: 5 })], env);
+    const result = runCli(
+      ['run', '--rate', '1m', '--', 'iperf3', ...iperfClientArgs(server.port, { family: 'ipv4', seconds: 5 })],
+      env,
+    );
     expect(result.code, result.stderr).toBe(0);
     const rate = steadyRate(await server.result, 2);
     expect(rate).toBeGreaterThanOrEqual(0.9 * 1048576);
@@ -41,7 +44,10 @@ describe('run', () => {
 
   it('refuses a missing command and bad rates without leaving anything', () => {
     const { env, instance } = scope.instance('runbad');
-    for (const args of [['run', '--rate', '1m'], ['run', '--rate', 'x', '--', 'true']]) {
+    for (const args of [
+      ['run', '--rate', '1m'],
+      ['run', '--rate', 'x', '--', 'true'],
+    ]) {
       const result = runCli(args, env);
       expect(result.code).toBe(2);
       expect(result.stdout).toBe('');

@@ -1,9 +1,9 @@
 /** limiter top: one frame, JSON lines, and the live view in a real terminal (tmux). */
 import { spawn, spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { CLI, runCli, sleep } from '../helpers.js';
-import { testScope } from '../scope.js';
-import { gated, iperfClientArgs, iperfServer } from './traffic.js';
+import { CLI, runCli, sleep } from '../harness/cli.js';
+import { testScope } from '../harness/scope.js';
+import { gated, iperfClientArgs, iperfServer } from '../harness/traffic.js';
 
 const RATE = 1048576;
 const scope = testScope();
@@ -29,10 +29,10 @@ describe('top', () => {
     expect(result.code, result.stderr).toBe(0);
     const row = /^transfer +\d+ +up +1 MiB\/s +([\d.]+) (B|KiB|MiB|GiB)\/s +\[[#.]+\]/m.exec(result.stdout);
     expect(row, result.stdout).not.toBeNull();
-    const rate = Number(row![1]) * UNITS[row![2]!]!;
+    const rate = Number(row![1]) * UNITS[row![2]];
     expect(rate).toBeGreaterThanOrEqual(0.9 * RATE);
     expect(rate).toBeLessThanOrEqual(1.1 * RATE);
-    expect(result.stdout).not.toMatch(/\x1b\[/);
+    expect(result.stdout).not.toContain('\x1b[');
   });
 
   it('--json prints one JSON object per interval', async () => {
@@ -47,7 +47,10 @@ describe('top', () => {
     const lines = out.trim().split('\n').slice(0, 3);
     expect(lines).toHaveLength(3);
     for (const line of lines) {
-      const frame = JSON.parse(line) as { time: string; rules: Array<{ name: string; egress: { limitBytesPerSec: number } }> };
+      const frame = JSON.parse(line) as {
+        time: string;
+        rules: Array<{ name: string; egress: { limitBytesPerSec: number } }>;
+      };
       expect(frame.rules[0]).toMatchObject({ name: 'transfer', egress: { limitBytesPerSec: RATE } });
     }
   });

@@ -7,9 +7,9 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fdById, type BpfObjectKind } from '../../lib/libbpf.js';
+import { fdById, type BpfObjectKind } from '../../lib/kernel/bpf.js';
 import { packageRoot } from '../../lib/instance.js';
-import { instanceFootprint, uniqueInstance } from '../helpers.js';
+import { instanceFootprint, uniqueInstance } from '../harness/cli.js';
 
 const root = packageRoot();
 const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
@@ -23,7 +23,8 @@ function run(command: string, args: string[], timeout = 60_000) {
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
-const installed = () => run('dpkg-query', ['-W', '-f=${Status}', 'speed-limiter']).stdout.includes('install ok installed');
+const installed = () =>
+  run('dpkg-query', ['-W', '-f=${Status}', 'speed-limiter']).stdout.includes('install ok installed');
 
 beforeAll(() => {
   // Never replace somebody's installation: this tier needs a machine without the package.
@@ -69,7 +70,10 @@ describe('speed-limiter.deb', () => {
   it('installs, works, and leaves nothing behind when purged', () => {
     const install = run('dpkg', ['-i', deb], 300_000);
     expect(install.code, install.stderr).toBe(0);
-    const files = run('dpkg', ['-L', 'speed-limiter']).stdout.trim().split('\n').filter((f) => f.startsWith('/usr/lib/speed-limiter/') || f === '/usr/bin/limiter');
+    const files = run('dpkg', ['-L', 'speed-limiter'])
+      .stdout.trim()
+      .split('\n')
+      .filter((f) => f.startsWith('/usr/lib/speed-limiter/') || f === '/usr/bin/limiter');
 
     expect(run('/usr/bin/limiter', ['--version']).stdout.trim()).toBe(version);
     const doctor = run('/usr/bin/limiter', ['doctor']);
@@ -84,7 +88,7 @@ describe('speed-limiter.deb', () => {
         rules: Array<{ pids: number[] }>;
         bpf: { link: { id: number }; programs: Array<{ id: number }>; maps: Array<{ id: number }> };
       };
-      expect(list.rules[0]!.pids).toEqual([Number(pid)]);
+      expect(list.rules[0].pids).toEqual([Number(pid)]);
       expect(run('/usr/bin/limiter', ['unset', '--pid', pid]).code).toBe(0);
       expect(run('/usr/bin/limiter', ['set', '--pid', pid, '--rate', '2m']).code).toBe(0);
 

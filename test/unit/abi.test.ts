@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { decodeRule, encodeRule, LAYOUT, MAP_RULES, MAP_STATE, MAX_RULES, PROG_EGRESS } from '../../lib/abi.js';
+import { decodeRule, encodeRule, LAYOUT, MAP_RULES, MAP_STATE, MAX_RULES, PROG_EGRESS } from '../../lib/kernel/abi.js';
 import { bpfObjectPath, packageRoot } from '../../lib/instance.js';
-import { btfStructLayout } from '../../lib/libbpf.js';
-import { makeLimit } from '../../lib/rules.js';
+import { btfStructLayout } from '../../lib/kernel/bpf.js';
+import { makeLimit } from '../../lib/kernel/abi.js';
 
 const objectPath = bpfObjectPath({});
 const header = readFileSync(join(packageRoot(), 'bpf', 'limiter.h'), 'utf8');

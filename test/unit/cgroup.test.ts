@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { findCgroup2Mount, parseMountinfo } from '../../lib/cgroup.js';
+import { thrown } from '../harness/thrown.js';
+import { findCgroup2Mount, parseMountinfo } from '../../lib/kernel/cgroup.js';
 
 const hybrid = `31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
 32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
@@ -23,8 +24,9 @@ describe('mountinfo', () => {
   });
 
   it('reports a missing cgroup2 as unsupported (exit 5)', () => {
-    expect(() => findCgroup2Mount(parseMountinfo(hybrid.replace(/cgroup2/g, 'xfs')))).toThrow(
-      expect.objectContaining({ exitCode: 5, code: 'no-cgroup2' }),
-    );
+    expect(thrown(() => findCgroup2Mount(parseMountinfo(hybrid.replace(/cgroup2/g, 'xfs'))))).toMatchObject({
+      exitCode: 5,
+      code: 'no-cgroup2',
+    });
   });
 });

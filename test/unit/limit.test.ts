@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import { thrown } from '../harness/thrown.js';
 import { tokens } from '../../cli/describe.js';
 import { makeStyle, table } from '../../cli/output.js';
-import { hasPrivileges } from '../../lib/preflight.js';
-import { makeLimit, validateRuleName } from '../../lib/rules.js';
+import { hasPrivileges } from '../../lib/context.js';
+import { validateRuleName } from '../../lib/instance.js';
+import { makeLimit } from '../../lib/kernel/abi.js';
 
 describe('makeLimit', () => {
   it('defaults the bucket to one second of rate', () => {
@@ -12,7 +14,7 @@ describe('makeLimit', () => {
     expect(makeLimit(2 ** 40, 1).burstNs).toBe(1n);
   });
   it('refuses a bucket that lasts beyond the time arithmetic', () => {
-    expect(() => makeLimit(1, 2 ** 40)).toThrow(expect.objectContaining({ exitCode: 2 }));
+    expect(thrown(() => makeLimit(1, 2 ** 40))).toMatchObject({ exitCode: 2 });
   });
 });
 
@@ -28,13 +30,17 @@ describe('tokens', () => {
 describe('rule names', () => {
   it.each(['web', 'pid-1234', 'A_b-9'])('accepts %s', (name) => expect(validateRuleName(name)).toBe(name));
   it.each(['', '-x', 'a b', 'a/b', '..', 'cgroup.procs', 'x'.repeat(65)])('rejects %j', (name) =>
-    expect(() => validateRuleName(name)).toThrow(expect.objectContaining({ exitCode: 2 })),
+    expect(thrown(() => validateRuleName(name))).toMatchObject({ exitCode: 2 }),
   );
 });
 
 describe('output', () => {
   it('has no colour under NO_COLOR, --no-color or without a terminal', async () => {
-    for (const style of [await makeStyle(true, { NO_COLOR: '1' }, true), await makeStyle(false, {}, true), await makeStyle(true, {}, false)]) {
+    for (const style of [
+      await makeStyle(true, { NO_COLOR: '1' }, true),
+      await makeStyle(false, {}, true),
+      await makeStyle(true, {}, false),
+    ]) {
       expect(style.red('x')).toBe('x');
     }
   });

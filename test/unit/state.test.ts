@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { emptyState, loadState, parseState, saveState, type State } from '../../lib/state.js';
+import { emptyState, loadState, parseState, saveState, type State } from '../../lib/store/state.js';
 
 let dir: string;
 beforeEach(() => {
@@ -11,14 +11,11 @@ beforeEach(() => {
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const sample: State = {
-  version: 1,
+  version: 2,
   lastRule: 'web',
   rules: {
     web: {
       cgroupId: 1234,
-      slot: 0,
-      egress: { rate: 1048576, bucket: 1048576 },
-      ingress: null,
       members: { '42': { origin: '/user.slice', startTime: 99, sockets: ['7'] } },
       released: [],
     },
@@ -38,13 +35,23 @@ describe('state store', () => {
     expect(readFileSync(file, 'utf8').endsWith('\n')).toBe(true);
   });
 
+  it('reads a version 1 file, whose limits and slots the maps hold, as version 2', () => {
+    const web = { ...sample.rules.web, slot: 3, egress: { rate: 1048576, bucket: 1048576 }, ingress: null };
+    expect(parseState(JSON.stringify({ ...sample, version: 1, rules: { web } }))).toEqual(sample);
+  });
+
   it.each([
     ['not JSON', '{'],
-    ['wrong version', JSON.stringify({ ...sample, version: 2 })],
-    ['rule without cgroup id', JSON.stringify({ ...sample, rules: { web: { slot: 0, egress: null, ingress: null, members: {}, released: [] } } })],
-    ['limit without bucket', JSON.stringify({ ...sample, rules: { web: { cgroupId: 1, slot: 0, egress: { rate: 1 }, ingress: null, members: {}, released: [] } } })],
-    ['cookie that is not a number', JSON.stringify({ ...sample, rules: { web: { cgroupId: 1, slot: 0, egress: null, ingress: null, members: {}, released: ['x'] } } })],
-    ['member without origin', JSON.stringify({ ...sample, rules: { web: { cgroupId: 1, slot: 0, egress: null, ingress: null, members: { 1: {} }, released: [] } } })],
+    ['unknown version', JSON.stringify({ ...sample, version: 3 })],
+    ['rule without cgroup id', JSON.stringify({ ...sample, rules: { web: { members: {}, released: [] } } })],
+    [
+      'cookie that is not a number',
+      JSON.stringify({ ...sample, rules: { web: { cgroupId: 1, members: {}, released: ['x'] } } }),
+    ],
+    [
+      'member without origin',
+      JSON.stringify({ ...sample, rules: { web: { cgroupId: 1, members: { 1: {} }, released: [] } } }),
+    ],
     ['array of rules', JSON.stringify({ ...sample, rules: [] })],
   ])('rejects a file with %s', (_why, text) => {
     expect(parseState(text)).toBeNull();

@@ -1,0 +1,85 @@
+/** The libc calls Node lacks: flock, mount, pidfds, getsockopt, setns, if_nameindex. */
+import { constants as osConstants } from 'node:os';
+import { bindings, c, checkPointer, lastErrno, SystemCallError } from './ffi.js';
+
+/** flock(2) operations. */
+export const LockOp = { shared: 1, exclusive: 2, nonBlocking: 4, unlock: 8 } as const;
+
+const SOL_SOCKET = 1;
+const SO_DOMAIN = 39;
+const SO_COOKIE = 57;
+const CLONE_NEWNET = 0x40000000;
+const SYS_PIDFD_OPEN = 434;
+const SYS_PIDFD_GETFD = 438;
+const MS_NOSUID = 2;
+const MS_NODEV = 4;
+const MS_NOEXEC = 8;
+
+/** 0, or the errno of a failed flock(2). */
+export function flock(fd: number, operation: number): number {
+  return bindings().flock(fd, operation) === 0 ? 0 : lastErrno();
+}
+
+/** A pidfd for a process, or null when it has gone. */
+export function pidfdOpen(pid: number): number | null {
+  const fd = Number(bindings().syscall(SYS_PIDFD_OPEN, 'int', pid, 'unsigned int', 0));
+  if (fd >= 0) return fd;
+  const errno = lastErrno();
+  if (errno === osConstants.errno.ESRCH) return null;
+  throw new SystemCallError(`pidfd_open ${pid}`, errno);
+}
+
+/** A duplicate, in this process, of another process's file descriptor; null if it is closed. */
+export function pidfdGetfd(pidfd: number, targetFd: number): number | null {
+  const fd = Number(bindings().syscall(SYS_PIDFD_GETFD, 'int', pidfd, 'int', targetFd, 'unsigned int', 0));
+  if (fd >= 0) return fd;
+  const errno = lastErrno();
+  if (errno === osConstants.errno.EBADF || errno === osConstants.errno.ESRCH) return null;
+  throw new SystemCallError('pidfd_getfd', errno);
+}
+
+/** The address family (SO_DOMAIN) and cookie (SO_COOKIE) of a socket. */
+export function socketIdentity(fd: number): { domain: number; cookie: string } {
+  const b = bindings();
+  const value = Buffer.alloc(8);
+  const length = new Uint32Array([4]);
+  if (b.getsockopt(fd, SOL_SOCKET, SO_DOMAIN, value, length) !== 0) {
+    throw new SystemCallError('getsockopt SO_DOMAIN', lastErrno());
+  }
+  const domain = value.readInt32LE(0);
+  length[0] = 8;
+  if (b.getsockopt(fd, SOL_SOCKET, SO_COOKIE, value, length) !== 0) {
+    throw new SystemCallError('getsockopt SO_COOKIE', lastErrno());
+  }
+  return { domain, cookie: value.readBigUInt64LE(0).toString() };
+}
+
+/** Switches this thread into the network namespace open at fd. */
+export function setNetns(fd: number): void {
+  if (bindings().setns(fd, CLONE_NEWNET) !== 0) throw new SystemCallError('setns', lastErrno());
+}
+
+const IfNameIndex = c.struct('if_nameindex', { if_index: 'unsigned int', if_name: 'const char *' });
+
+/** The network interfaces of this thread's network namespace. */
+export function interfaces(): Array<{ index: number; name: string }> {
+  const b = bindings();
+  const list = checkPointer(b.if_nameindex(), 'if_nameindex');
+  try {
+    const result: Array<{ index: number; name: string }> = [];
+    // An array ended by { 0, NULL }.
+    for (let i = 0; ; i++) {
+      const entry = c.decode(list, i * c.sizeof(IfNameIndex), IfNameIndex) as { if_index: number; if_name: string };
+      if (entry.if_index === 0) return result;
+      result.push({ index: entry.if_index, name: entry.if_name });
+    }
+  } finally {
+    b.if_freenameindex(list);
+  }
+}
+
+export function mountBpffs(target: string): void {
+  if (bindings().mount('bpf', target, 'bpf', MS_NOSUID | MS_NODEV | MS_NOEXEC, null) !== 0) {
+    throw new SystemCallError(`mount bpffs at ${target}`, lastErrno());
+  }
+}
