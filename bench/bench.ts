@@ -10,12 +10,12 @@ import { release } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../lib/instance.js';
 import { preflight, type Context } from '../lib/context.js';
-import { CounterReader } from '../lib/ops/top.js';
+import { sampleRules } from '../lib/ops/top.js';
 import { runCli, uniqueInstance } from '../test/harness/cli.js';
 import { gated, inNetns } from '../test/harness/traffic.js';
 import { runAccuracy, SECONDS, type AccuracyCase, type AccuracyResult, type Traffic } from './accuracy.js';
 import { limiterArgv, median, nodeBaseline, timeCommand, type CliTiming } from './cli.js';
-import { loopbackThroughput, measureCost, unlimitedCgroup, type CostResult, type ThroughputResult } from './cost.js';
+import { loopbackThroughput, measureCost, type CostResult, type ThroughputResult } from './cost.js';
 import { runLatency, type LatencyResult } from './latency.js';
 import { markdownReport } from './report.js';
 import { addRules, startSleepers } from './scale.js';
@@ -69,21 +69,16 @@ function accuracyCases(): AccuracyCase[] {
 
 const log = (line: string) => process.stderr.write(line + '\n');
 
-/** Median time of one `limiter top` refresh (a CounterReader sample), maps kept open as top keeps them. */
+/** Median time of one `limiter top` refresh: a sample of every rule's counters. */
 function topRefresh(ctx: Context): number {
-  const reader = new CounterReader(ctx);
-  try {
-    reader.sample();
-    return median(
-      Array.from({ length: 9 }, () => {
-        const start = process.hrtime.bigint();
-        reader.sample();
-        return Number(process.hrtime.bigint() - start) / 1e6;
-      }),
-    );
-  } finally {
-    reader.close();
-  }
+  sampleRules(ctx);
+  return median(
+    Array.from({ length: 9 }, () => {
+      const start = process.hrtime.bigint();
+      sampleRules(ctx);
+      return Number(process.hrtime.bigint() - start) / 1e6;
+    }),
+  );
 }
 
 async function main(): Promise<void> {
@@ -142,16 +137,17 @@ async function main(): Promise<void> {
     ) {
       throw new Error('limiter set failed');
     }
-    results.throughput.push(await loopbackThroughput(topology, 'program attached, process outside the rules'));
-    const unlimited = unlimitedCgroup(ctx.cgroupMount, instance);
-    try {
-      results.throughput.push(
-        await loopbackThroughput(topology, 'process in the instance cgroup tree, no rule', unlimited.dir),
-      );
-      results.cost.push(await measureCost(topology, ctx, unlimited.dir, 'unlimited cgroup', 1));
-    } finally {
-      unlimited.remove();
-    }
+    results.throughput.push(await loopbackThroughput(topology, 'a rule exists, process outside the rules'));
+    // A rule that limits only downloads: its egress program runs on every packet sent and finds nothing to do.
+    const downloads = gated('sleep', ['600']);
+    sleepers.push(downloads);
+    const setDownloads = ['set', '--pid', String(downloads.pid), '--ingress-rate', '1m', '--name', 'bench-down'];
+    if (runCli(setDownloads, env).code !== 0) throw new Error('limiter set failed');
+    const downloadsDir = join(ctx.instance.cgroupDir, 'bench-down');
+    results.throughput.push(
+      await loopbackThroughput(topology, 'process in a rule that limits the other direction', downloadsDir),
+    );
+    results.cost.push(await measureCost(topology, ctx, downloadsDir, 'rule without this direction', 1));
     const limitedDir = join(ctx.instance.cgroupDir, 'bench-limited');
     // The rule allows 100 Mbit/s: 200 offered makes it drop half, 50 passes all.
     results.cost.push(await measureCost(topology, ctx, limitedDir, 'limited cgroup, over its rate', 1));

@@ -7,7 +7,7 @@
 import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { PROG_EGRESS } from '../lib/kernel/abi.js';
-import { cgroupDirOf, createCgroup, movePid, removeCgroup } from '../lib/kernel/cgroup.js';
+import { movePid } from '../lib/kernel/cgroup.js';
 import { packageRoot } from '../lib/instance.js';
 import { AttachType, BpfObject, enableRunTimeStats, linkCreate } from '../lib/kernel/bpf.js';
 import type { Context } from '../lib/context.js';
@@ -17,7 +17,7 @@ import { gated, inNetns, iperfClientArgs, iperfServer, steadyRate } from '../tes
 import type { Topology } from '../test/harness/topology.js';
 
 export interface CostResult {
-  case: 'unlimited cgroup' | 'limited cgroup, over its rate' | 'limited cgroup, under its rate';
+  case: 'rule without this direction' | 'limited cgroup, over its rate' | 'limited cgroup, under its rate';
   rules: number;
   nsPerSkb: number;
   trivialNsPerSkb: number;
@@ -29,10 +29,10 @@ function runStats(id: number): { ns: number; runs: number } {
   return { ns: view?.runTimeNs ?? 0, runs: view?.runCount ?? 0 };
 }
 
-/** The id of the program attached to the instance cgroup. */
-function instanceProgramId(ctx: Context): number {
-  const program = inspectKernel(ctx.instance).programs.find((p) => p.hook === 'egress');
-  if (!program) throw new Error(`${PROG_EGRESS} is not attached`);
+/** The id of the instance's egress program (the same program runs on every rule's cgroup). */
+function egressProgramId(ctx: Context): number {
+  const program = inspectKernel(ctx.instance).programs.find((p) => p.name === PROG_EGRESS);
+  if (!program) throw new Error(`${PROG_EGRESS} is not loaded`);
   return program.id;
 }
 
@@ -57,7 +57,7 @@ export async function measureCost(
     const link = linkCreate(trivialFd, cgroupFd, AttachType.cgroupInetEgress);
     closeSync(cgroupFd);
     try {
-      const oursId = instanceProgramId(ctx);
+      const oursId = egressProgramId(ctx);
       const trivialId = programInfo(trivialFd).id;
       const server = await iperfServer('ipv4', { netns: topology.receiver, address: topology.receiverAddress });
       const [command, ...args] = inNetns(topology.sender, [
@@ -119,11 +119,4 @@ export async function loopbackThroughput(
     client.kill();
     server.kill();
   }
-}
-
-/** A cgroup under the instance without a rule: the program runs there and finds nothing. */
-export function unlimitedCgroup(cgroupMount: string, instance: string): { dir: string; remove(): void } {
-  const dir = cgroupDirOf(cgroupMount, `/${instance}/bench_unlimited`);
-  createCgroup(dir);
-  return { dir, remove: () => removeCgroup(dir) };
 }

@@ -30,6 +30,6 @@ export async function addRules(ctx: Context, pids: number[], rateBytes: number):
   const egress = makeLimit(rateBytes);
   await setRules(
     ctx,
-    pids.map((pid) => ({ pid, limits: { egress }, name: `bench-${pid}` })),
+    pids.map((pid) => ({ target: { pid }, limits: { egress }, name: `bench-${pid}` })),
   );
 }

@@ -20,16 +20,16 @@
 #define SOL_SOCKET 1
 #define SO_MAX_PACING_RATE 47
 
-/* tcx verdicts: let the next program decide, or drop (the sender sees congestion as above). */
+/* tcx verdicts: let the next program decide, or drop. */
 #define TCX_NEXT (-1)
 #define TCX_DROP 2
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, LIMITER_MAX_RULES);
-	__type(key, __u64);
+	__type(key, __u32);
 	__type(value, struct limiter_rule);
 } limiter_rules SEC(".maps");
 
@@ -41,11 +41,17 @@ struct {
 } limiter_state SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, LIMITER_MAX_SOCKETS);
+	__uint(type, BPF_MAP_TYPE_CGROUP_STORAGE);
 	__type(key, __u64);
-	__type(value, struct limiter_socket);
-} limiter_socks SEC(".maps");
+	__type(value, struct limiter_attach);
+} limiter_attach SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+	__type(key, int);
+	__type(value, struct limiter_sk);
+} limiter_sockets SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -53,13 +59,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct limiter_config);
 } limiter_config SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
-	__type(key, int);
-	__type(value, struct limiter_sk);
-} limiter_sk_rule SEC(".maps");
 
 /*
  * A TCP skb dropped while its socket has nothing in flight waits for the
@@ -76,12 +75,8 @@ struct {
  * control connection or a request stays below it. */
 #define FLOW_BYTES_MAX 8192ULL
 
-static __always_inline int would_stall(struct __sk_buff *skb)
+static __always_inline int would_stall(struct bpf_sock *sk)
 {
-	struct bpf_sock *sk = skb->sk;
-	if (!sk)
-		return 0;
-	sk = bpf_sk_fullsock(sk);
 	if (!sk)
 		return 0;
 	struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);
@@ -90,14 +85,14 @@ static __always_inline int would_stall(struct __sk_buff *skb)
 
 /*
  * Token bucket that may go into debt by one skb: an skb passes whenever the
- * bucket is not empty, however large the skb (design.md K3: GSO skbs on loopback
- * reach 64 KiB, more than a small bucket ever holds).
+ * bucket is not empty, however large the skb (design.md K3: GSO skbs on
+ * loopback reach 64 KiB, more than a small bucket ever holds).
  *
  * Tokens are judged first against the last clock reading of the rule: time
  * only adds tokens, so a bucket that was not empty then is not empty now.
  * Only a bucket that looked empty costs a fresh reading.
  */
-static __always_inline int conforms(struct __sk_buff *skb, const struct limiter_limit *limit,
+static __always_inline int conforms(struct __sk_buff *skb, struct bpf_sock *sk, const struct limiter_limit *limit,
 				    struct limiter_counters *c, __u64 *clock_ns, __u32 len, int may_borrow)
 {
 	__u64 now = *(volatile __u64 *)clock_ns;
@@ -119,52 +114,34 @@ static __always_inline int conforms(struct __sk_buff *skb, const struct limiter_
 		__u64 grace_ns = STALL_GRACE_BYTES * NSEC_PER_SEC / limit->rate;
 		if (grace_ns > STALL_GRACE_MAX_NS)
 			grace_ns = STALL_GRACE_MAX_NS;
-		if (!may_borrow || debt_ns > (__s64)grace_ns || !would_stall(skb))
+		if (!may_borrow || debt_ns > (__s64)grace_ns)
+			return 0;
+		if (!sk && skb->sk)
+			sk = bpf_sk_fullsock(skb->sk);
+		if (!would_stall(sk))
 			return 0;
 	}
 	__sync_fetch_and_add(&c->empty_at_ns, (__u64)len * NSEC_PER_SEC / limit->rate);
 	return 1;
 }
 
-/* 1: pass, 0: drop. Traffic of a cgroup without a rule costs the one lookup. */
-static __always_inline int police(struct __sk_buff *skb, struct limiter_rule *rule,
-				  enum limiter_direction dir, __u32 len)
+/* 1: pass, 0: drop. The caller has checked that this direction is limited; sk may be NULL (the skb's then). */
+static __always_inline int police(struct __sk_buff *skb, struct bpf_sock *sk, const struct limiter_rule *rule,
+				  __u32 slot, enum limiter_direction dir, __u32 len)
 {
-	__u32 slot = rule->slot;
 	struct limiter_state *state = bpf_map_lookup_elem(&limiter_state, &slot);
 	if (!state)
 		return 1;
-
-	const struct limiter_limit *limit = &rule->limit[dir];
 	struct limiter_counters *c = &state->dir[dir];
 	/* Only a sender stalls on a drop; a dropped received segment is the
 	 * remote sender's to retransmit. */
-	int may_borrow = dir == LIMITER_EGRESS;
-	if (limit->rate && !conforms(skb, limit, c, &state->clock_ns, len, may_borrow)) {
+	if (!conforms(skb, sk, &rule->limit[dir], c, &state->clock_ns, len, dir == LIMITER_EGRESS)) {
 		__sync_fetch_and_add(&c->dropped_bytes, len);
 		__sync_fetch_and_add(&c->dropped_packets, 1);
 		return 0;
 	}
 	__sync_fetch_and_add(&c->passed_bytes, len);
 	__sync_fetch_and_add(&c->passed_packets, 1);
-	return 1;
-}
-
-/*
- * Whether the skb's socket has an entry in the sockets map, and if so the
- * rule it belongs to (0: released, no rule).
- */
-static __always_inline int adopted(struct __sk_buff *skb, __u64 *rule_cgroup_id)
-{
-	__u32 zero = 0;
-	struct limiter_config *config = bpf_map_lookup_elem(&limiter_config, &zero);
-	if (!config || !config->adopted_sockets)
-		return 0;
-	__u64 cookie = bpf_get_socket_cookie(skb);
-	struct limiter_socket *socket = bpf_map_lookup_elem(&limiter_socks, &cookie);
-	if (!socket)
-		return 0;
-	*rule_cgroup_id = socket->rule_cgroup_id;
 	return 1;
 }
 
@@ -207,61 +184,163 @@ static __always_inline __u32 payload_len(struct __sk_buff *skb, __u32 link_heade
 	return skb->len > headers ? skb->len - headers : 0;
 }
 
-/*
- * The rule of the skb's socket: the one it was adopted into, else the one of
- * the socket's cgroup, not the current task's (design.md K1).
- */
-static __always_inline struct limiter_rule *rule_of(struct __sk_buff *skb)
+/* The storage of a socket that user space gave to a rule (or released), or NULL. */
+static __always_inline struct limiter_sk *owned(struct bpf_sock *sk)
 {
-	__u64 key;
-	if (!adopted(skb, &key))
-		key = bpf_skb_cgroup_id(skb);
-	return bpf_map_lookup_elem(&limiter_rules, &key);
+	if (!sk)
+		return NULL;
+	struct limiter_sk *s = bpf_sk_storage_get(&limiter_sockets, sk, 0, 0);
+	return s && (s->flags & LIMITER_SK_OWNED) ? s : NULL;
+}
+
+static __always_inline int owned_sockets_exist(void)
+{
+	__u32 zero = 0;
+	struct limiter_config *config = bpf_map_lookup_elem(&limiter_config, &zero);
+	return config && config->owned_sockets;
+}
+
+/*
+ * The programs on a rule's cgroup: every socket of the cgroup and its
+ * descendants passes here, whenever it was created (doc/design.md K20). The
+ * attachment's own storage names the rule: an unlimited direction costs a
+ * helper call and an array read.
+ */
+static __always_inline int rule_program(struct __sk_buff *skb, enum limiter_direction dir)
+{
+	struct limiter_attach *attach = bpf_get_local_storage(&limiter_attach, 0);
+	if (!attach->active)
+		return 1;
+	__u32 slot = attach->slot;
+	struct limiter_rule *rule = bpf_map_lookup_elem(&limiter_rules, &slot);
+	if (!rule || !rule->limit[dir].rate)
+		return 1;
+	struct bpf_sock *sk = NULL;
+	/* A socket given to another rule, or released, is not this rule's. One
+	 * given to this rule is, and the tcx programs need not police it. */
+	if (owned_sockets_exist()) {
+		sk = skb->sk ? bpf_sk_fullsock(skb->sk) : NULL;
+		struct limiter_sk *s = owned(sk);
+		if (s && s->slot != slot)
+			return 1;
+		if (s && !(s->flags & LIMITER_SK_INSIDE))
+			__sync_fetch_and_or(&s->flags, LIMITER_SK_INSIDE);
+	}
+	return police(skb, sk, rule, slot, dir, payload_len(skb, 0));
 }
 
 SEC("cgroup_skb/egress")
 int limiter_egress(struct __sk_buff *skb)
 {
-	struct limiter_rule *rule = rule_of(skb);
-	if (!rule)
-		return CGROUP_PASS;
-	return police(skb, rule, LIMITER_EGRESS, payload_len(skb, 0)) ? CGROUP_PASS : CGROUP_DROP_CN;
+	return rule_program(skb, LIMITER_EGRESS) ? CGROUP_PASS : CGROUP_DROP_CN;
 }
 
 /*
- * Received traffic of a rule's sockets, after the IP layer, before TCP or UDP
- * sees it. A drop is a loss to the remote sender, which slows down and sends
- * the segment again; the application sees nothing.
+ * Received traffic, after the IP layer, before TCP or UDP sees it. A drop is
+ * a loss to the remote sender, which slows down and sends the segment again;
+ * the application sees nothing.
  */
 SEC("cgroup_skb/ingress")
 int limiter_ingress(struct __sk_buff *skb)
 {
-	struct limiter_rule *rule = rule_of(skb);
-	if (!rule)
-		return CGROUP_PASS;
-	return police(skb, rule, LIMITER_INGRESS, payload_len(skb, 0)) ? CGROUP_PASS : CGROUP_DROP;
+	return rule_program(skb, LIMITER_INGRESS) ? CGROUP_PASS : CGROUP_DROP;
 }
 
 /*
- * Sockets created before their process was limited live in a cgroup outside
- * the instance, where limiter_egress never runs. This program, attached with
- * tcx to the interfaces of their network namespace, limits them by cookie.
+ * Sockets given to a rule although their cgroup is outside it (created before
+ * their process was limited, design.md K5, or accepted by such a listener,
+ * K14): the tcx programs on the interfaces of their network namespace police
+ * them. Sockets inside the rule's own cgroup tree are the rule programs'
+ * (they say so with LIMITER_SK_INSIDE on the first packet they see).
  */
+static __always_inline int police_owned(struct __sk_buff *skb, struct bpf_sock *sk, enum limiter_direction dir)
+{
+	struct limiter_sk *s = owned(sk);
+	if (!s || s->slot == LIMITER_NO_SLOT || (s->flags & LIMITER_SK_INSIDE))
+		return 1;
+	__u32 slot = s->slot;
+	struct limiter_rule *rule = bpf_map_lookup_elem(&limiter_rules, &slot);
+	if (!rule || rule->cgroup_id != s->owner || !rule->limit[dir].rate)
+		return 1;
+	/* at tc, skb->len also counts the link header: Ethernet framing on lo, veth and NICs */
+	return police(skb, sk, rule, slot, dir, payload_len(skb, ETH_HLEN));
+}
+
 SEC("tc")
 int limiter_tc_egress(struct __sk_buff *skb)
 {
-	__u64 key;
-	if (!adopted(skb, &key))
+	struct bpf_sock *sk = skb->sk ? bpf_sk_fullsock(skb->sk) : NULL;
+	if (!sk)
 		return TCX_NEXT;
-	/* limiter_egress has already policed sockets that live in a rule's cgroup */
-	__u64 cgroup = bpf_skb_cgroup_id(skb);
-	if (bpf_map_lookup_elem(&limiter_rules, &cgroup))
+	return police_owned(skb, sk, LIMITER_EGRESS) ? TCX_NEXT : TCX_DROP;
+}
+
+/*
+ * At tc ingress a packet has no socket yet (design.md K15): the socket it is
+ * for is looked up by its addresses and ports, TCP or UDP, v4 or v6.
+ */
+static __always_inline struct bpf_sock *receiver(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct bpf_sock_tuple tuple = {};
+	__u32 tuple_size;
+	__u8 protocol;
+	void *l4;
+
+	if ((void *)(eth + 1) > end)
+		return NULL;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > end || ip->ihl < 5)
+			return NULL;
+		tuple.ipv4.saddr = ip->saddr;
+		tuple.ipv4.daddr = ip->daddr;
+		tuple_size = sizeof(tuple.ipv4);
+		protocol = ip->protocol;
+		l4 = (void *)ip + ip->ihl * 4;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > end)
+			return NULL;
+		__builtin_memcpy(tuple.ipv6.saddr, &ip6->saddr, sizeof(tuple.ipv6.saddr));
+		__builtin_memcpy(tuple.ipv6.daddr, &ip6->daddr, sizeof(tuple.ipv6.daddr));
+		tuple_size = sizeof(tuple.ipv6);
+		protocol = ip6->nexthdr;
+		l4 = ip6 + 1;
+	} else {
+		return NULL;
+	}
+	/* The ports sit at the same place in TCP and UDP headers. */
+	struct udphdr *ports = l4;
+	if ((void *)(ports + 1) > end)
+		return NULL;
+	if (tuple_size == sizeof(tuple.ipv4)) {
+		tuple.ipv4.sport = ports->source;
+		tuple.ipv4.dport = ports->dest;
+	} else {
+		tuple.ipv6.sport = ports->source;
+		tuple.ipv6.dport = ports->dest;
+	}
+	if (protocol == IPPROTO_TCP)
+		return bpf_sk_lookup_tcp(skb, &tuple, tuple_size, BPF_F_CURRENT_NETNS, 0);
+	if (protocol == IPPROTO_UDP)
+		return bpf_sk_lookup_udp(skb, &tuple, tuple_size, BPF_F_CURRENT_NETNS, 0);
+	return NULL;
+}
+
+SEC("tc")
+int limiter_tc_ingress(struct __sk_buff *skb)
+{
+	if (!owned_sockets_exist())
 		return TCX_NEXT;
-	struct limiter_rule *rule = bpf_map_lookup_elem(&limiter_rules, &key);
-	if (!rule)
+	struct bpf_sock *sk = receiver(skb);
+	if (!sk)
 		return TCX_NEXT;
-	/* at tc, skb->len also counts the link header: Ethernet framing on lo, veth and NICs */
-	return police(skb, rule, LIMITER_EGRESS, payload_len(skb, ETH_HLEN)) ? TCX_NEXT : TCX_DROP;
+	int pass = police_owned(skb, sk, LIMITER_INGRESS);
+	bpf_sk_release(sk);
+	return pass ? TCX_NEXT : TCX_DROP;
 }
 
 /*
@@ -270,12 +349,11 @@ int limiter_tc_egress(struct __sk_buff *skb)
  * it at its share of the rate. Called for every RTT sample, i.e. only while
  * the socket sends.
  */
-static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk *sk)
+static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk *sk, __u32 slot)
 {
-	struct limiter_rule *rule = bpf_map_lookup_elem(&limiter_rules, &sk->rule_cgroup_id);
+	struct limiter_rule *rule = bpf_map_lookup_elem(&limiter_rules, &slot);
 	if (!rule || !rule->limit[LIMITER_EGRESS].rate)
 		return;
-	__u32 slot = rule->slot;
 	struct limiter_state *state = bpf_map_lookup_elem(&limiter_state, &slot);
 	if (!state)
 		return;
@@ -336,38 +414,36 @@ static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk *
 }
 
 /*
- * TCP paces itself to its share of the rule's rate, so that it seldom meets
- * an empty bucket: a dropped skb stays at the head of the send queue and,
- * with nothing in flight, waits for the probe timer (design.md K3).
+ * TCP sockets of a rule's cgroup pace themselves to their share of the
+ * rule's rate, so that they seldom meet an empty bucket: a dropped skb stays
+ * at the head of the send queue and, with nothing in flight, waits for the
+ * probe timer (design.md K3).
  */
 SEC("sockops")
 int limiter_sockops(struct bpf_sock_ops *skops)
 {
-	struct limiter_sk *sk;
-
-	if (!skops->sk)
+	struct limiter_attach *attach = bpf_get_local_storage(&limiter_attach, 0);
+	if (!attach->active)
 		return 1;
 	switch (skops->op) {
-	case BPF_SOCK_OPS_TCP_CONNECT_CB:
-	case BPF_SOCK_OPS_TCP_LISTEN_CB:
-		/* In connect() and listen(): the current task's cgroup is the socket's. */
-		sk = bpf_sk_storage_get(&limiter_sk_rule, skops->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (sk)
-			sk->rule_cgroup_id = bpf_get_current_cgroup_id();
-		return 1;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
-		sk = bpf_sk_storage_get(&limiter_sk_rule, skops->sk, 0, 0);
-		if (!sk)
-			return 1;
 		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_RTT_CB_FLAG);
-		pace(skops, sk);
-		return 1;
+		break;
 	case BPF_SOCK_OPS_RTT_CB:
-		sk = bpf_sk_storage_get(&limiter_sk_rule, skops->sk, 0, 0);
-		if (sk)
-			pace(skops, sk);
+		break;
+	default:
 		return 1;
 	}
+	struct bpf_sock *socket = skops->sk;
+	if (!socket)
+		return 1;
+	struct limiter_sk *sk = bpf_sk_storage_get(&limiter_sockets, socket, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!sk)
+		return 1;
+	/* A socket given to another rule is paced at that rule's share. */
+	__u32 slot = sk->flags & LIMITER_SK_OWNED ? sk->slot : attach->slot;
+	if (slot != LIMITER_NO_SLOT)
+		pace(skops, sk, slot);
 	return 1;
 }

@@ -1,9 +1,14 @@
 /* SPDX-License-Identifier: (MIT OR GPL-2.0-only) */
 /*
- * The ABI shared by the BPF program and user space. lib/abi.ts mirrors it and
- * test/unit/abi.test.ts checks that mirror against the BTF of the built object.
- * The maps outlive the program (reload keeps them), so a changed value layout
- * makes libbpf refuse to reuse the old pins.
+ * The ABI shared by the BPF programs and user space. lib/kernel/abi.ts
+ * mirrors it and test/unit/abi.test.ts checks that mirror against the BTF of
+ * the built object. The maps outlive the programs (reload keeps them), so a
+ * changed value layout makes libbpf refuse to reuse the old pins.
+ *
+ * A rule is a slot: its limits in limiter_rules[slot], its buckets and
+ * counters in limiter_state[slot]. The programs are attached to each rule's
+ * cgroup; the cgroup's limiter_attach (per-attachment cgroup storage) names
+ * the slot, so a packet costs no lookup by key (doc/design.md K20).
  */
 #ifndef LIMITER_H
 #define LIMITER_H
@@ -11,18 +16,18 @@
 #include <linux/types.h>
 
 #define LIMITER_MAX_RULES 16384
-#define LIMITER_MAX_SOCKETS 65536
 
 /* Names as the kernel and bpffs see them (BPF object names are <= 15 chars). */
-#define LIMITER_PROG_EGRESS    "limiter_egress"
-#define LIMITER_PROG_INGRESS   "limiter_ingress"
-#define LIMITER_PROG_TC_EGRESS "limiter_tc_egress"
-#define LIMITER_PROG_SOCKOPS   "limiter_sockops"
-#define LIMITER_MAP_RULES      "limiter_rules"
-#define LIMITER_MAP_STATE      "limiter_state"
-#define LIMITER_MAP_SOCKETS    "limiter_socks"
-#define LIMITER_MAP_CONFIG     "limiter_config"
-#define LIMITER_MAP_SK_RULE    "limiter_sk_rule"
+#define LIMITER_PROG_EGRESS     "limiter_egress"
+#define LIMITER_PROG_INGRESS    "limiter_ingress"
+#define LIMITER_PROG_SOCKOPS    "limiter_sockops"
+#define LIMITER_PROG_TC_EGRESS  "limiter_tc_egress"
+#define LIMITER_PROG_TC_INGRESS "limiter_tc_ingress"
+#define LIMITER_MAP_RULES       "limiter_rules"
+#define LIMITER_MAP_STATE       "limiter_state"
+#define LIMITER_MAP_ATTACH      "limiter_attach"
+#define LIMITER_MAP_SOCKETS     "limiter_sockets"
+#define LIMITER_MAP_CONFIG      "limiter_config"
 
 enum limiter_direction {
 	LIMITER_EGRESS = 0,
@@ -37,11 +42,11 @@ struct limiter_limit {
 	__u64 burst_ns; /* bucket / rate, in ns: user space divides so the program need not */
 };
 
-/* Value of the rules map (key: cgroup id, __u64). Written only by user space. */
+/* Value of the rules array (key: slot). Written only by user space. */
 struct limiter_rule {
 	struct limiter_limit limit[LIMITER_DIRECTIONS];
-	__u32 slot;  /* index of this rule's limiter_state */
-	__u32 flags; /* reserved, 0 */
+	/* the cgroup the rule limits (its programs are attached there); 0: slot free */
+	__u64 cgroup_id;
 };
 
 /*
@@ -57,7 +62,7 @@ struct limiter_counters {
 	__u64 dropped_packets;
 };
 
-/* Value of the state array (key: slot, __u32). Written only by the programs. */
+/* Value of the state array (key: slot). Written only by the programs. */
 struct limiter_state {
 	struct limiter_counters dir[LIMITER_DIRECTIONS];
 	/* TCP flows counted in the current and the previous epoch of
@@ -74,28 +79,42 @@ struct limiter_state {
 
 #define LIMITER_FLOW_EPOCH_NS 500000000ULL
 
-/* Value of the socket storage (per TCP socket created in a rule). */
-struct limiter_sk {
-	__u64 rule_cgroup_id; /* noted in connect() or listen(); accepted sockets inherit it */
-	__u64 epoch;          /* the last flow epoch the socket was seen in */
-	__u64 acked_mark;     /* bytes_acked when it was last counted */
-	__u32 pacing;         /* the SO_MAX_PACING_RATE last set, bytes per second */
-	__u32 counted;        /* counted among the sending flows of that epoch */
+/*
+ * Value of the per-attachment cgroup storage (key: the cgroup id; shared by
+ * the egress, ingress and sockops attachments of one cgroup). Written by user
+ * space once the programs are attached; all zero until then.
+ */
+struct limiter_attach {
+	__u32 slot;
+	__u32 active; /* 1 once slot is valid */
 };
 
+/* No rule: a socket released from its rule (limiter_sk.slot). */
+#define LIMITER_NO_SLOT 0xffffffffU
+/* limiter_sk.flags */
+#define LIMITER_SK_OWNED 1  /* user space: the socket belongs to limiter_sk.slot, wherever its cgroup is */
+#define LIMITER_SK_INSIDE 2 /* the programs: it lives in that rule's cgroup tree, whose programs police it */
+
 /*
- * Value of the sockets map (key: socket cookie, __u64): the rule a socket
- * belongs to although it was created outside that rule's cgroup (a socket
- * keeps the cgroup it was created in, design.md K5). Written only by user space.
+ * Value of the socket storage. User space writes owner, slot and flags
+ * (through a socket fd) for the sockets of a process it limits or releases;
+ * a listener's storage is copied to the connections it accepts (BPF_F_CLONE).
+ * The sockops program keeps the pacing fields of sockets in a rule.
  */
-struct limiter_socket {
-	__u64 rule_cgroup_id;
+struct limiter_sk {
+	__u64 owner;   /* cgroup id of the rule at slot when it was written: a reused slot is another rule */
+	__u32 slot;
+	__u32 flags;
+	__u64 epoch;      /* the last flow epoch the socket was seen in */
+	__u64 acked_mark; /* bytes_acked when it was last counted */
+	__u32 pacing;     /* the SO_MAX_PACING_RATE last set, bytes per second */
+	__u32 counted;    /* counted among the sending flows of that epoch */
 };
 
 /* The single value of the config array (key 0). Written only by user space. */
 struct limiter_config {
-	__u32 adopted_sockets; /* entries in the sockets map; 0 spares the lookup */
-	__u32 flags;           /* reserved, 0 */
+	__u32 owned_sockets; /* some socket has LIMITER_SK_OWNED: rule programs must look */
+	__u32 flags;         /* reserved, 0 */
 };
 
 #endif

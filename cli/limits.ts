@@ -1,6 +1,5 @@
 import { usageError } from '../lib/errors.js';
-import { makeLimit } from '../lib/kernel/abi.js';
-import type { Limits } from '../lib/store/rule.js';
+import { makeLimit, type Limits } from '../lib/kernel/abi.js';
 import { parseRate, parseSize } from '../lib/units.js';
 
 export interface LimitOptions {

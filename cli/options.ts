@@ -6,7 +6,7 @@
 import type { GlobalOptions } from './context.js';
 
 /** How the shell completes an option's value. */
-export type Completion = 'pid' | 'directory' | 'object' | 'none';
+export type Completion = 'pid' | 'directory' | 'object' | 'unit' | 'none';
 
 export interface OptionSpec {
   /** commander's flags: '-o, --object <file>', '--tree' */
@@ -44,6 +44,18 @@ const pid = (description: string, required = true): OptionSpec => ({
   required,
   complete: 'pid',
 });
+/** What set, unset and list are about: a process, or a cgroup limited in place. */
+const targets = (verb: string): OptionSpec[] => [
+  pid(`${verb} a process (moved into a rule of its own)`, false),
+  { flags: '--cgroup <path>', description: `${verb} a cgroup in place, by path`, complete: 'directory' },
+  { flags: '--unit <name>', description: `${verb} a systemd unit's cgroup in place (web.service)`, complete: 'unit' },
+  {
+    flags: '--container <name>',
+    description: `${verb} a container's cgroup in place (docker or podman)`,
+    complete: 'none',
+  },
+];
+const TARGET_GROUP = ['--pid', '--cgroup', '--unit', '--container'];
 const tree = (description: string): OptionSpec => ({ flags: '--tree', description });
 const json: OptionSpec = { flags: '--json', description: 'print JSON' };
 const limitOptions: OptionSpec[] = [
@@ -71,24 +83,29 @@ export const GLOBAL_OPTIONS: OptionSpec[] = [
 export const COMMANDS: CommandSpec[] = [
   {
     name: 'set',
-    summary: 'limit a process: move it into its own rule (or change the rule it is in)',
-    manual: String.raw`Limit a process and its threads (with \fB\-\-tree\fR, its descendants too).
-Each rule has its own buckets; processes set with the same \fB\-\-name\fR share them.
-On a process that is already limited, \fBset\fR changes its rule in place and keeps the
-direction it is not given. Connections the process already has are limited too.`,
+    summary: 'limit a process (moved into its own rule) or a cgroup in place (unit, container)',
+    manual: String.raw`Limit a process and its threads (with \fB\-\-tree\fR, its descendants too): it
+moves into a rule of its own, and the sockets it already has \(em listeners and what they
+accept included \(em go with it. Or limit a cgroup where it is (\fB\-\-cgroup\fR, \fB\-\-unit\fR,
+\fB\-\-container\fR): nothing moves, the programs are attached next to whatever else is
+attached there, and every socket of the cgroup and its descendants is limited. Each rule
+has its own buckets; processes set with the same \fB\-\-name\fR share them. On a target
+that is already limited, \fBset\fR changes its rule and keeps the direction not given.`,
     options: [
-      pid('the process to limit'),
+      ...targets('limit'),
       ...limitOptions,
       {
         flags: '--name <rule>',
         description: 'rule name; processes set with the same name share one limit',
         complete: 'none',
       },
-      tree('also every descendant of the process'),
+      tree('with --pid: also every descendant of the process'),
     ],
+    oneOf: [TARGET_GROUP],
     help:
-      'Give --rate, --ingress-rate or both; a rule that exists keeps the direction not given.\n' +
-      'Connections the process already has are limited too (uploads; kernels with tcx, 6.6+).',
+      'Give one of --pid, --cgroup, --unit, --container, and --rate, --ingress-rate or both;\n' +
+      'a rule that exists keeps the direction not given. Connections a process already has,\n' +
+      'and those its listeners accept, are limited too (kernels with tcx, 6.6+).',
     load: () => import('./commands/set.js'),
   },
   {
@@ -113,10 +130,13 @@ of the instance.`,
   },
   {
     name: 'unset',
-    summary: 'remove the limit of a process: move it back to where it came from',
-    manual: String.raw`Move a process back to the cgroup it came from and release its sockets;
-remove the rule when no process is left in it.`,
-    options: [pid('the limited process'), tree('also every limited descendant of the process')],
+    summary: 'remove a limit: move a process back where it came from, or detach from a cgroup',
+    manual: String.raw`Move a process back to the cgroup it came from and release its sockets
+(what its listeners accept from then on is not limited); remove the rule when no process
+is left in it. For a cgroup limited in place, detach the programs and remove the rule: the
+cgroup, its processes and anything else attached there stay as they were.`,
+    options: [...targets('unlimit'), tree('with --pid: also every limited descendant of the process')],
+    oneOf: [TARGET_GROUP],
     load: () => import('./commands/unset.js'),
   },
   {
@@ -126,7 +146,10 @@ remove the rule when no process is left in it.`,
 dropped bytes and packets, per direction.`,
     options: [
       pid('only the rule of this process', false),
-      { flags: '--bpf', description: 'also show the kernel objects: program, link, maps' },
+      { flags: '--cgroup <path>', description: 'only the rule limiting this cgroup in place', complete: 'directory' },
+      { flags: '--unit <name>', description: "only the rule limiting this unit's cgroup", complete: 'unit' },
+      { flags: '--container <name>', description: "only the rule limiting this container's cgroup", complete: 'none' },
+      { flags: '--bpf', description: 'also show the kernel objects: programs, links, maps' },
       json,
     ],
     load: () => import('./commands/list.js'),

@@ -8,9 +8,12 @@ export const BPFFS_ROOT = '/sys/fs/bpf';
 export const RUN_ROOT = '/run';
 export const OBJECT_FILE = 'limiter.bpf.o';
 
-/** Rule and instance names become directory names in cgroupfs and bpffs. */
+/** Instance names become directory names in cgroupfs, bpffs and /run. */
 export const NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$/;
 export const NAME_FORMS = '1 to 64 letters, digits, _ or -, not starting with -';
+/** Rule names become cgroup directory names (pid rules); units' names are rule names too (web.service). */
+const RULE_NAME_PATTERN = /^(?!cgroup\.)[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$/;
+export const RULE_NAME_FORMS = '1 to 64 letters, digits, _ . @ or -, starting with a letter, digit or _, not cgroup.*';
 
 /** Everything one instance owns, by path. */
 export interface Instance {
@@ -57,9 +60,9 @@ export function bpfObjectPath(env: NodeJS.ProcessEnv = process.env): string {
   return env.LIMITER_BPF_OBJECT || join(packageRoot(), 'bpf', OBJECT_FILE);
 }
 
+export const isRuleName = (name: string) => RULE_NAME_PATTERN.test(name);
+
 export function validateRuleName(name: string): string {
-  if (!NAME_PATTERN.test(name)) {
-    throw usageError('bad-name', `invalid rule name '${name}': expected ${NAME_FORMS}`);
-  }
+  if (!isRuleName(name)) throw usageError('bad-name', `invalid rule name '${name}': expected ${RULE_NAME_FORMS}`);
   return name;
 }

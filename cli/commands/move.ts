@@ -35,6 +35,6 @@ export async function run(options: MoveOptions): Promise<void> {
   const to = target(options);
   const ctx = preflight();
   const result = await moveToRule(ctx, pid, to, options.tree);
-  if (result.joined.length === 0) process.stdout.write(`pid ${pid} is already in rule ${result.rule}\n`);
-  else process.stdout.write(`rule ${result.rule}:\n${describeJoins(result.joined)}`);
+  if (result.joined.length === 0) process.stdout.write(`pid ${pid} is already in rule ${result.rule.name}\n`);
+  else process.stdout.write(`rule ${result.rule.name}:\n${describeJoins(result.joined, result.rule)}`);
 }

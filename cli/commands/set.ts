@@ -1,24 +1,22 @@
 import { preflight } from '../../lib/context.js';
-import { parsePid } from '../../lib/kernel/proc.js';
 import { setRule } from '../../lib/ops/set.js';
 import type { GlobalOptions } from '../context.js';
-import { describeJoins, describeLimits } from '../describe.js';
+import { describeInPlace, describeJoins, describeLimits } from '../describe.js';
 import { limitsFromOptions, type LimitOptions } from '../limits.js';
+import { targetFromOptions, type TargetOptions } from '../target.js';
 
-interface SetOptions extends LimitOptions {
-  pid: string;
+interface SetOptions extends LimitOptions, TargetOptions {
   name?: string;
-  tree?: boolean;
 }
 
 export async function run(options: SetOptions, { style }: GlobalOptions): Promise<void> {
-  const pid = parsePid(options.pid);
+  const target = targetFromOptions('set', options, true);
   const limits = limitsFromOptions(options);
   const ctx = preflight({ object: true, mountBpffs: true });
-  const result = await setRule(ctx, { pid, limits, name: options.name, tree: options.tree });
-  const rule = result.rule;
+  const { rule, created, joined } = await setRule(ctx, { target, limits, name: options.name });
+  const processes = rule.target.kind === 'pid' ? `; pids ${rule.pids.join(' ') || '-'}` : '';
   process.stdout.write(
-    `${style.bold(rule.name)} ${result.created ? 'created' : 'changed'}: ${describeLimits(rule)}; pids ${rule.pids.join(' ') || '-'}\n`,
+    `${style.bold(rule.name)} ${created ? 'created' : 'changed'}: ${describeLimits(rule)}${processes}\n`,
   );
-  process.stdout.write(describeJoins(result.joined));
+  process.stdout.write(rule.target.kind === 'pid' ? describeJoins(joined, rule) : describeInPlace(rule));
 }

@@ -1,7 +1,7 @@
 import { usageError } from '../../lib/errors.js';
 import { preflight } from '../../lib/context.js';
 import { signalExitCode } from '../../lib/signals.js';
-import { CounterReader, ratesBetween, type Sample } from '../../lib/ops/top.js';
+import { ratesBetween, sampleRules, type Sample } from '../../lib/ops/top.js';
 import type { GlobalOptions } from '../context.js';
 import { frameJson, renderFrame } from '../top-view.js';
 
@@ -28,23 +28,20 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 export async function run(options: TopOptions, { style }: GlobalOptions): Promise<void> {
   const intervalMs = parseInterval(options.interval);
   const ctx = preflight();
-  const reader = new CounterReader(ctx);
   const interactive = !options.once && !options.json && process.stdout.isTTY === true;
   const title = () =>
     `limiter top: instance ${ctx.instance.name}, every ${intervalMs / 1000} s${interactive ? ', q quits' : ''}`;
-  let previous: Sample | null = reader.sample();
+  let previous: Sample | null = sampleRules(ctx);
 
   if (options.once) {
     await sleep(intervalMs);
-    process.stdout.write(renderFrame(ratesBetween(previous, reader.sample()), style, title()));
-    reader.close();
+    process.stdout.write(renderFrame(ratesBetween(previous, sampleRules(ctx)), style, title()));
     return;
   }
 
   await new Promise<void>((resolve) => {
     const finish = (code = 0) => {
       clearInterval(timer);
-      reader.close();
       if (interactive) {
         process.stdout.write(LEAVE);
         if (process.stdin.isTTY) process.stdin.setRawMode(false);
@@ -54,7 +51,7 @@ export async function run(options: TopOptions, { style }: GlobalOptions): Promis
       resolve();
     };
     const tick = () => {
-      const current = reader.sample();
+      const current = sampleRules(ctx);
       const rates = ratesBetween(previous, current);
       previous = current;
       if (options.json) process.stdout.write(JSON.stringify(frameJson(rates, new Date())) + '\n');

@@ -1,38 +1,30 @@
 /**
  * TypeScript mirror of bpf/limiter.h. test/unit/abi.test.ts checks every
- * layout here against the BTF of the built object.
+ * layout and name here against the BTF and the header of the built object.
  */
 import { usageError } from '../errors.js';
 
 export const MAX_RULES = 16384;
-export const MAX_SOCKETS = 65536;
+/** limiter_sk.slot of a socket released from its rule */
+export const NO_SLOT = 0xffffffff;
+/** limiter_sk.flags */
+export const SK_OWNED = 1;
 
 export const PROG_EGRESS = 'limiter_egress';
 export const PROG_INGRESS = 'limiter_ingress';
-export const PROG_TC_EGRESS = 'limiter_tc_egress';
 export const PROG_SOCKOPS = 'limiter_sockops';
+export const PROG_TC_EGRESS = 'limiter_tc_egress';
+export const PROG_TC_INGRESS = 'limiter_tc_ingress';
 export const MAP_RULES = 'limiter_rules';
 export const MAP_STATE = 'limiter_state';
-export const MAP_SOCKETS = 'limiter_socks';
+export const MAP_ATTACH = 'limiter_attach';
+export const MAP_SOCKETS = 'limiter_sockets';
 export const MAP_CONFIG = 'limiter_config';
-export const MAP_SK_RULE = 'limiter_sk_rule';
 
-export const MAPS = [MAP_RULES, MAP_STATE, MAP_SOCKETS, MAP_CONFIG, MAP_SK_RULE] as const;
-export const PROGRAMS = [PROG_EGRESS, PROG_INGRESS, PROG_TC_EGRESS, PROG_SOCKOPS] as const;
+export const MAPS = [MAP_RULES, MAP_STATE, MAP_ATTACH, MAP_SOCKETS, MAP_CONFIG] as const;
+export const PROGRAMS = [PROG_EGRESS, PROG_INGRESS, PROG_SOCKOPS, PROG_TC_EGRESS, PROG_TC_INGRESS] as const;
 export type MapName = (typeof MAPS)[number];
 export type ProgramName = (typeof PROGRAMS)[number];
-
-/**
- * Pins in the instance's bpffs directory: every map and program under its
- * own name, the three cgroup links, and one tcx link per interface that
- * adopted sockets use (tcx_<netns inode>_<ifindex>).
- */
-export const PIN = {
-  egressLink: 'link_egress',
-  ingressLink: 'link_ingress',
-  sockopsLink: 'link_sockops',
-  tcxLinkPrefix: 'tcx_',
-} as const;
 
 export const Direction = { egress: 0, ingress: 1 } as const;
 export type DirectionName = keyof typeof Direction;
@@ -54,7 +46,7 @@ export const LAYOUT = {
   },
   limiter_rule: {
     size: 56,
-    members: { limit: { offset: 0, size: 48 }, slot: { offset: 48, size: 4 }, flags: { offset: 52, size: 4 } },
+    members: { limit: { offset: 0, size: 48 }, cgroup_id: { offset: 48, size: 8 } },
   },
   limiter_counters: {
     size: 40,
@@ -76,23 +68,25 @@ export const LAYOUT = {
       clock_ns: { offset: 96, size: 8 },
     },
   },
-  limiter_sk: {
-    size: 32,
-    members: {
-      rule_cgroup_id: { offset: 0, size: 8 },
-      epoch: { offset: 8, size: 8 },
-      acked_mark: { offset: 16, size: 8 },
-      pacing: { offset: 24, size: 4 },
-      counted: { offset: 28, size: 4 },
-    },
-  },
-  limiter_socket: {
+  limiter_attach: {
     size: 8,
-    members: { rule_cgroup_id: { offset: 0, size: 8 } },
+    members: { slot: { offset: 0, size: 4 }, active: { offset: 4, size: 4 } },
+  },
+  limiter_sk: {
+    size: 40,
+    members: {
+      owner: { offset: 0, size: 8 },
+      slot: { offset: 8, size: 4 },
+      flags: { offset: 12, size: 4 },
+      epoch: { offset: 16, size: 8 },
+      acked_mark: { offset: 24, size: 8 },
+      pacing: { offset: 32, size: 4 },
+      counted: { offset: 36, size: 4 },
+    },
   },
   limiter_config: {
     size: 8,
-    members: { adopted_sockets: { offset: 0, size: 4 }, flags: { offset: 4, size: 4 } },
+    members: { owned_sockets: { offset: 0, size: 4 }, flags: { offset: 4, size: 4 } },
   },
 } satisfies Record<string, Layout>;
 
@@ -105,9 +99,13 @@ export interface Limit {
   burstNs: bigint;
 }
 
+export type Limits = Record<DirectionName, Limit>;
+
+/** A slot of the rules array. */
 export interface RuleValue {
-  limits: Record<DirectionName, Limit>;
-  slot: number;
+  limits: Limits;
+  /** the cgroup the rule limits; 0: a free slot */
+  cgroupId: number;
 }
 
 /** A direction's counters: u64 in the kernel, so bigint here (they may wrap). */
@@ -122,6 +120,7 @@ export interface Counters {
 export type StateValue = Record<DirectionName, Counters>;
 
 export const NO_LIMIT: Limit = { rate: 0, bucket: 0, burstNs: 0n };
+export const NO_LIMITS: Limits = { egress: NO_LIMIT, ingress: NO_LIMIT };
 
 const NSEC_PER_SEC = 1_000_000_000n;
 
@@ -137,40 +136,24 @@ export function makeLimit(rate: number, bucket: number = rate): Limit {
   return { rate, bucket, burstNs: burstNs > 0n ? burstNs : 1n };
 }
 
-export function encodeCgroupId(id: number): Buffer {
-  const key = Buffer.alloc(8);
-  key.writeBigUInt64LE(BigInt(id));
-  return key;
-}
-
-export function decodeCgroupId(key: Buffer): number {
-  return Number(key.readBigUInt64LE(0));
-}
-
-/** Socket cookies are u64 map keys; they travel as decimal strings. */
-export function encodeCookie(cookie: string): Buffer {
-  const key = Buffer.alloc(8);
-  key.writeBigUInt64LE(BigInt(cookie));
-  return key;
-}
-
-export function encodeSocket(ruleCgroupId: number): Buffer {
-  const value = Buffer.alloc(L.limiter_socket.size);
-  value.writeBigUInt64LE(BigInt(ruleCgroupId), L.limiter_socket.members.rule_cgroup_id.offset);
-  return value;
-}
-
-export function encodeConfig(adoptedSockets: number): Buffer {
-  const value = Buffer.alloc(L.limiter_config.size);
-  value.writeUInt32LE(adoptedSockets, L.limiter_config.members.adopted_sockets.offset);
-  return value;
-}
-
-export function encodeSlot(slot: number): Buffer {
+export function u32Key(value: number): Buffer {
   const key = Buffer.alloc(4);
-  key.writeUInt32LE(slot);
+  key.writeUInt32LE(value);
   return key;
 }
+
+export function u64Key(value: number): Buffer {
+  const key = Buffer.alloc(8);
+  key.writeBigUInt64LE(BigInt(value));
+  return key;
+}
+
+/** The key of the sockets map from user space: a file descriptor of the socket. */
+export const socketKey = (fd: number) => {
+  const key = Buffer.alloc(4);
+  key.writeInt32LE(fd);
+  return key;
+};
 
 export function encodeRule(rule: RuleValue): Buffer {
   const buf = Buffer.alloc(L.limiter_rule.size);
@@ -181,13 +164,13 @@ export function encodeRule(rule: RuleValue): Buffer {
     buf.writeBigUInt64LE(BigInt(limit.bucket), base + L.limiter_limit.members.bucket.offset);
     buf.writeBigUInt64LE(limit.burstNs, base + L.limiter_limit.members.burst_ns.offset);
   }
-  buf.writeUInt32LE(rule.slot, L.limiter_rule.members.slot.offset);
+  buf.writeBigUInt64LE(BigInt(rule.cgroupId), L.limiter_rule.members.cgroup_id.offset);
   return buf;
 }
 
-export function decodeRule(buf: Buffer): RuleValue {
+export function decodeRule(buf: Buffer, at = 0): RuleValue {
   const limit = (dir: DirectionName): Limit => {
-    const base = L.limiter_rule.members.limit.offset + Direction[dir] * L.limiter_limit.size;
+    const base = at + L.limiter_rule.members.limit.offset + Direction[dir] * L.limiter_limit.size;
     return {
       rate: Number(buf.readBigUInt64LE(base + L.limiter_limit.members.rate.offset)),
       bucket: Number(buf.readBigUInt64LE(base + L.limiter_limit.members.bucket.offset)),
@@ -196,25 +179,56 @@ export function decodeRule(buf: Buffer): RuleValue {
   };
   return {
     limits: { egress: limit('egress'), ingress: limit('ingress') },
-    slot: buf.readUInt32LE(L.limiter_rule.members.slot.offset),
+    cgroupId: Number(buf.readBigUInt64LE(at + L.limiter_rule.members.cgroup_id.offset)),
   };
 }
 
 export function decodeState(buf: Buffer): StateValue {
-  const counters = (dir: DirectionName): Counters => {
+  const read = (dir: DirectionName): Counters => {
     const base = L.limiter_state.members.dir.offset + Direction[dir] * L.limiter_counters.size;
     const m = L.limiter_counters.members;
     const u64 = (offset: number) => buf.readBigUInt64LE(base + offset);
     return {
-      emptyAtNs: buf.readBigUInt64LE(base + m.empty_at_ns.offset),
+      emptyAtNs: u64(m.empty_at_ns.offset),
       passedBytes: u64(m.passed_bytes.offset),
       passedPackets: u64(m.passed_packets.offset),
       droppedBytes: u64(m.dropped_bytes.offset),
       droppedPackets: u64(m.dropped_packets.offset),
     };
   };
-  return { egress: counters('egress'), ingress: counters('ingress') };
+  return { egress: read('egress'), ingress: read('ingress') };
+}
+
+export function encodeAttach(slot: number): Buffer {
+  const value = Buffer.alloc(L.limiter_attach.size);
+  value.writeUInt32LE(slot, L.limiter_attach.members.slot.offset);
+  value.writeUInt32LE(1, L.limiter_attach.members.active.offset);
+  return value;
+}
+
+/** The slot an attachment's storage names, or null while it is not set. */
+export function decodeAttach(buf: Buffer): number | null {
+  return buf.readUInt32LE(L.limiter_attach.members.active.offset) === 1
+    ? buf.readUInt32LE(L.limiter_attach.members.slot.offset)
+    : null;
+}
+
+/** A socket's storage that gives it to the rule at slot (made for owner, its cgroup id), or releases it (NO_SLOT). */
+export function encodeOwnedSocket(owner: number, slot: number): Buffer {
+  const value = Buffer.alloc(L.limiter_sk.size);
+  value.writeBigUInt64LE(BigInt(owner), L.limiter_sk.members.owner.offset);
+  value.writeUInt32LE(slot, L.limiter_sk.members.slot.offset);
+  value.writeUInt32LE(SK_OWNED, L.limiter_sk.members.flags.offset);
+  return value;
+}
+
+export function encodeConfig(ownedSockets: boolean): Buffer {
+  const value = Buffer.alloc(L.limiter_config.size);
+  value.writeUInt32LE(ownedSockets ? 1 : 0, L.limiter_config.members.owned_sockets.offset);
+  return value;
 }
 
 export const emptyRuleBuffer = () => Buffer.alloc(L.limiter_rule.size);
 export const emptyStateBuffer = () => Buffer.alloc(L.limiter_state.size);
+export const emptyAttachBuffer = () => Buffer.alloc(L.limiter_attach.size);
+export const emptySocketBuffer = () => Buffer.alloc(L.limiter_sk.size);

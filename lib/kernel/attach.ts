@@ -1,34 +1,33 @@
 /**
- * The instance's programs on its cgroup: attached through pinned links,
- * repaired when a pin is lost, replaced atomically by reload, and removed by
+ * The instance's programs and maps: loaded and pinned once, repaired when a
+ * pin is lost, replaced atomically in every link by reload, and removed by
  * purge. A failed step undoes the steps before it.
  */
-import { closeSync, existsSync, mkdirSync, openSync, rmdirSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, rmdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Instance } from '../instance.js';
 import { errnoCode, LimiterError, operationFailed } from '../errors.js';
 import { log } from '../log.js';
 import { rollBack } from '../undo.js';
-import { MAPS, PIN, PROG_TC_EGRESS, PROGRAMS, type ProgramName } from './abi.js';
-import { fdById, linkCreate, linkUpdate, objGet, objPin } from './bpf.js';
-import { createCgroup, removeCgroup } from './cgroup.js';
+import { MAPS, PROGRAMS } from './abi.js';
+import { fdById, linkUpdate, objGet, objPin } from './bpf.js';
+import { createCgroup } from './cgroup.js';
 import { linkInfo, mapInfo, programMapIds } from './info.js';
 import { loadObject } from './object.js';
-import { CGROUP_LINKS, pinPath, tcxPins, unlinkIfPresent } from './pins.js';
-import { detachTcx } from './tcx.js';
+import { linkPins, pinPath, unlinkIfPresent } from './pins.js';
 
-/** Whether the instance has its program attached (the egress link is pinned). */
-export function isAttached(instance: Instance): boolean {
-  return existsSync(pinPath(instance, PIN.egressLink));
-}
-
-/** The maps, programs and cgroup links of the instance that are not pinned. */
+/** The maps and programs of the instance that are not pinned. */
 export function missingPins(instance: Instance): string[] {
-  return [...MAPS, ...PROGRAMS, ...CGROUP_LINKS.map((l) => l.pin)].filter((pin) => !existsSync(pinPath(instance, pin)));
+  return [...MAPS, ...PROGRAMS].filter((pin) => !existsSync(pinPath(instance, pin)));
 }
 
-export function requireAttached(instance: Instance): void {
-  if (!isAttached(instance)) {
+/** Whether the instance has its maps and programs (it has been set up, and not purged). */
+export function isSetUp(instance: Instance): boolean {
+  return existsSync(instance.bpffsDir) && missingPins(instance).length === 0;
+}
+
+export function requireSetUp(instance: Instance): void {
+  if (!isSetUp(instance)) {
     throw operationFailed('not-attached', `instance ${instance.name} has no program attached`, {
       hint: "'limiter set' attaches it",
     });
@@ -43,16 +42,19 @@ export interface Repair {
 }
 
 /**
- * Makes the instance whole: loads the programs and attaches them to the
- * instance cgroup through pinned links, or repairs whatever pin is missing.
- * Returns what it did, or null when nothing was missing.
+ * Makes the instance whole: loads the object and pins its maps and programs,
+ * or repairs whatever pin is missing. Returns what it did, or null when
+ * nothing was missing.
  */
-export function ensureAttached(instance: Instance, cgroupMount: string, objectPath: string): Repair | null {
-  if (missingPins(instance).length === 0) return null;
+export function ensureInstance(instance: Instance, cgroupMount: string, objectPath: string): Repair | null {
+  if (isSetUp(instance)) {
+    createCgroup(instance.cgroupDir);
+    return null;
+  }
   const lost = MAPS.filter((name) => !existsSync(pinPath(instance, name)));
   const recoveredMaps = recoverMapPins(instance, lost);
   install(instance, cgroupMount, objectPath);
-  log.debug(`attached the programs to ${instance.cgroupDir}`);
+  log.debug(`loaded ${objectPath} for instance ${instance.name}`);
   return { recoveredMaps, newMaps: lost.filter((name) => !recoveredMaps.includes(name)) };
 }
 
@@ -64,14 +66,11 @@ function programOfLink(linkFd: number): number | null {
 /**
  * A map pin removed by hand does not free the map while an attached program
  * uses it: the kernel still has it, limits, tokens and counters included.
- * Pins such maps again, found through the program of any pinned link.
+ * Pins such maps again, found through the program of a pinned link.
  */
 function recoverMapPins(instance: Instance, lost: readonly string[]): string[] {
-  if (lost.length === 0) return [];
-  const linkPin = [...CGROUP_LINKS.map((l) => l.pin), ...tcxPins(instance)].find((pin) =>
-    existsSync(pinPath(instance, pin)),
-  );
-  const linkFd = linkPin ? objGet(pinPath(instance, linkPin)) : null;
+  const link = lost.length > 0 ? linkPins(instance)[0] : undefined;
+  const linkFd = link ? objGet(pinPath(instance, link.pin)) : null;
   if (linkFd === null) return [];
   const recovered: string[] = [];
   try {
@@ -100,28 +99,20 @@ function recoverMapPins(instance: Instance, lost: readonly string[]): string[] {
   return recovered;
 }
 
-/** The program each pinned link runs: the cgroup links and the tcx links. */
-function pinnedLinks(instance: Instance): Array<{ pin: string; program: ProgramName }> {
-  return [
-    ...CGROUP_LINKS,
-    ...tcxPins(instance).map((pin): { pin: string; program: ProgramName } => ({ pin, program: PROG_TC_EGRESS })),
-  ].filter((l) => existsSync(pinPath(instance, l.pin)));
-}
-
 /**
  * Loads objectPath (reusing the pinned maps, pinning any that are missing),
- * gives every pinned link the new program atomically, creates the cgroup
- * links that are missing, and pins the programs. On failure it undoes what
- * it did: links get their old program back, and what it created goes.
+ * gives every pinned link the new program atomically, and pins the programs.
+ * On failure it undoes what it did: links get their old program back, and
+ * what it created goes.
  */
 function install(instance: Instance, cgroupMount: string, objectPath: string): { links: number } {
-  // Only the instance's own cgroup, a direct child of the mount: never the root or a foreign cgroup.
+  // The instance's own cgroup is a direct child of the mount: never the root or a foreign cgroup.
   if (dirname(instance.cgroupDir) !== cgroupMount) {
-    throw new Error(`refusing to attach outside the instance cgroup: ${instance.cgroupDir}`);
+    throw new Error(`refusing an instance cgroup outside the cgroup2 root: ${instance.cgroupDir}`);
   }
   const undo: Array<() => void> = [];
   try {
-    if (createCgroup(instance.cgroupDir)) undo.push(() => removeCgroup(instance.cgroupDir));
+    if (createCgroup(instance.cgroupDir)) undo.push(() => rmdirSync(instance.cgroupDir));
     if (!existsSync(instance.bpffsDir)) {
       mkdirSync(instance.bpffsDir, { mode: 0o700 });
       undo.push(() => rmdirSync(instance.bpffsDir));
@@ -131,9 +122,10 @@ function install(instance: Instance, cgroupMount: string, objectPath: string): {
     }
     const { object, programFds } = loadObject(instance, objectPath);
     try {
-      const links = pinnedLinks(instance);
+      const links = linkPins(instance);
       for (const { pin, program } of links) {
-        const linkFd = objGet(pinPath(instance, pin))!;
+        const linkFd = objGet(pinPath(instance, pin));
+        if (linkFd === null) continue;
         try {
           const old = programOfLink(linkFd);
           linkUpdate(linkFd, programFds[program]);
@@ -151,21 +143,6 @@ function install(instance: Instance, cgroupMount: string, objectPath: string): {
           closeSync(linkFd);
         }
       }
-      const cgroupFd = openSync(instance.cgroupDir, 'r');
-      try {
-        for (const { pin, program, attachType } of CGROUP_LINKS) {
-          if (existsSync(pinPath(instance, pin))) continue;
-          const link = linkCreate(programFds[program], cgroupFd, attachType);
-          try {
-            objPin(link, pinPath(instance, pin));
-            undo.push(() => unlinkIfPresent(pinPath(instance, pin)));
-          } finally {
-            closeSync(link);
-          }
-        }
-      } finally {
-        closeSync(cgroupFd);
-      }
       for (const name of PROGRAMS) {
         unlinkIfPresent(pinPath(instance, name));
         objPin(programFds[name], pinPath(instance, name));
@@ -178,7 +155,7 @@ function install(instance: Instance, cgroupMount: string, objectPath: string): {
     rollBack(undo);
     throw err instanceof LimiterError
       ? err
-      : operationFailed('attach-failed', `cannot attach the BPF program: ${(err as Error).message}`, { cause: err });
+      : operationFailed('attach-failed', `cannot load the BPF programs: ${(err as Error).message}`, { cause: err });
   }
 }
 
@@ -189,14 +166,13 @@ function install(instance: Instance, cgroupMount: string, objectPath: string): {
  * updated, the links already updated get their old program back.
  */
 export function reloadPrograms(instance: Instance, cgroupMount: string, objectPath: string): { links: number } {
-  requireAttached(instance);
+  requireSetUp(instance);
   return install(instance, cgroupMount, objectPath);
 }
 
 /** Unpins the links (detaching the programs), the programs and the maps, and removes the bpffs directory. Idempotent. */
 export function unpinAll(instance: Instance): void {
-  for (const { pin } of CGROUP_LINKS) unlinkIfPresent(pinPath(instance, pin));
-  detachTcx(instance);
+  for (const { pin } of linkPins(instance)) unlinkIfPresent(pinPath(instance, pin));
   for (const name of [...PROGRAMS, ...MAPS]) unlinkIfPresent(pinPath(instance, name));
   try {
     rmdirSync(instance.bpffsDir);

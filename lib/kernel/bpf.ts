@@ -137,6 +137,20 @@ export function mapKeys(fd: number, keySize: number): Buffer[] {
   }
 }
 
+/**
+ * Every value of an array map, in one bpf(2) call: entry i at i * valueSize.
+ * (Arrays hand them out in key order.)
+ */
+export function arrayValues(fd: number, valueSize: number, entries: number): Buffer {
+  const keys = Buffer.alloc(4 * entries);
+  const values = Buffer.alloc(valueSize * entries);
+  const count = new Uint32Array([entries]);
+  const ret = bindings().bpf_map_lookup_batch(fd, null, Buffer.alloc(4), keys, values, count, null);
+  if (ret !== -ENOENT) check(ret, 'map batch lookup');
+  if (count[0] !== entries) throw new Error(`batch lookup read ${count[0]} of ${entries} entries`);
+  return values;
+}
+
 /** Fills info (a struct bpf_{prog,map,link}_info); info.ts gives the layouts. */
 export function objInfo(fd: number, info: Buffer): void {
   const length = new Uint32Array([info.length]);

@@ -124,6 +124,33 @@ export function removeCgroup(dir: string): void {
   }
 }
 
+/**
+ * The cgroups named name anywhere under root (at most depth levels down),
+ * as paths relative to root; skip names a subtree not to look into.
+ */
+export function findCgroups(root: string, name: string, depth: number, skip: string): string[] {
+  const found: string[] = [];
+  let level = [''];
+  for (let d = 0; d < depth && level.length > 0; d++) {
+    const next: string[] = [];
+    for (const relative of level) {
+      for (const child of childCgroups(join(root, relative))) {
+        const path = `${relative}/${child}`;
+        if (path === skip) continue;
+        if (child === name) found.push(path);
+        next.push(path);
+      }
+    }
+    level = next;
+  }
+  return found;
+}
+
+/** The processes of a cgroup and of all cgroups below it. */
+export function subtreePids(dir: string): number[] {
+  return [...listPids(dir), ...childCgroups(dir).flatMap((child) => subtreePids(join(dir, child)))];
+}
+
 /** Joins a path relative to the cgroup2 mount ("/a/b") onto the mount point. */
 export function cgroupDirOf(mount: string, relative: string): string {
   return join(mount, posix.normalize(relative));

@@ -61,6 +61,15 @@ export interface Bindings {
   bpf_map_update_elem(fd: number, key: Buffer, value: Buffer, flags: bigint): number;
   bpf_map_delete_elem(fd: number, key: Buffer): number;
   bpf_map_get_next_key(fd: number, key: Buffer | null, next: Buffer): number;
+  bpf_map_lookup_batch(
+    fd: number,
+    inBatch: Buffer | null,
+    outBatch: Buffer,
+    keys: Buffer,
+    values: Buffer,
+    count: Uint32Array,
+    opts: null,
+  ): number;
   bpf_obj_get_info_by_fd(fd: number, info: Buffer, len: Uint32Array): number;
   bpf_prog_query(
     fd: number,
@@ -139,6 +148,9 @@ export function bindings(): Bindings {
     ),
     bpf_map_delete_elem: libbpf.func('int bpf_map_delete_elem(int fd, const void *key)'),
     bpf_map_get_next_key: libbpf.func('int bpf_map_get_next_key(int fd, const void *key, _Out_ uint8_t *next)'),
+    bpf_map_lookup_batch: libbpf.func(
+      'int bpf_map_lookup_batch(int fd, const void *in_batch, _Out_ uint8_t *out_batch, _Out_ uint8_t *keys, _Out_ uint8_t *values, _Inout_ uint32_t *count, const void *opts)',
+    ),
     bpf_obj_get_info_by_fd: libbpf.func(
       'int bpf_obj_get_info_by_fd(int fd, _Inout_ uint8_t *info, _Inout_ uint32_t *len)',
     ),

@@ -1,19 +1,19 @@
-/** What the kernel holds for an instance: its pinned links and maps, and the programs on its cgroup. */
-import { closeSync, existsSync, openSync } from 'node:fs';
+/** What the kernel holds for an instance: its pinned programs, links and maps. */
+import { closeSync } from 'node:fs';
 import type { Instance } from '../instance.js';
-import { MAPS, PIN } from './abi.js';
-import { fdById, objGet, queryCgroupPrograms } from './bpf.js';
+import { MAPS, PROGRAMS } from './abi.js';
+import { fdById, objGet } from './bpf.js';
 import { linkInfo, mapInfo, programInfo, type ProgramInfo } from './info.js';
-import { CGROUP_LINKS, pinPath, tcxPins } from './pins.js';
+import { linkPins, pinPath, type LinkPin } from './pins.js';
 
 export interface ProgramView extends ProgramInfo {
-  /** the cgroup hook it is attached to, when it is */
-  hook?: string;
+  pinned: string;
 }
 export interface LinkView {
   id: number;
   programId: number;
-  /** cgroup id for the cgroup link, ifindex for a tcx link */
+  hook: string;
+  /** the cgroup id of a rule link, the ifindex of a tcx link */
   target: number;
   pinned: string;
 }
@@ -24,16 +24,16 @@ export interface MapView {
   pinned: string;
 }
 export interface KernelView {
-  link: LinkView | null;
-  /** tcx links limiting adopted sockets, one per interface */
+  /** the rule programs on the rules' cgroups, three per rule */
+  links: LinkView[];
+  /** tc programs for owned sockets, two per interface */
   tcxLinks: LinkView[];
-  /** programs attached to the instance cgroup, by whatever means */
   programs: ProgramView[];
   maps: MapView[];
 }
 
 /** A program's name and run statistics, by id; null when it has gone. */
-export function programView(id: number): ProgramView | null {
+export function programView(id: number): ProgramInfo | null {
   const fd = fdById('prog', id);
   if (fd === null) return null;
   try {
@@ -54,38 +54,23 @@ function withPinned<T>(path: string, read: (fd: number) => T): T | null {
 }
 
 export function inspectKernel(instance: Instance): KernelView {
-  const linkView = (pin: string) =>
-    withPinned(pinPath(instance, pin), (fd) => {
+  const pinned = <T>(pin: string, read: (fd: number) => T) =>
+    withPinned(pinPath(instance, pin), (fd) => ({ ...read(fd), pinned: pinPath(instance, pin) }));
+  const linkView = (l: LinkPin) =>
+    pinned(l.pin, (fd) => {
       const info = linkInfo(fd);
       return {
         id: info.id,
         programId: info.programId,
-        target: pin === PIN.egressLink ? info.cgroupId : info.ifindex,
-        pinned: pinPath(instance, pin),
+        hook: l.hook,
+        target: l.kind === 'rule' ? info.cgroupId : info.ifindex,
       };
     });
-  const maps = MAPS.flatMap((pin) => {
-    const view = withPinned(pinPath(instance, pin), (fd) => ({ ...mapInfo(fd), pinned: pinPath(instance, pin) }));
-    return view ? [view] : [];
-  });
-  const programs: ProgramView[] = [];
-  if (existsSync(instance.cgroupDir)) {
-    const cgroupFd = openSync(instance.cgroupDir, 'r');
-    try {
-      for (const { hook, attachType } of CGROUP_LINKS) {
-        for (const id of queryCgroupPrograms(cgroupFd, attachType)) {
-          const view = programView(id);
-          if (view) programs.push({ ...view, hook });
-        }
-      }
-    } finally {
-      closeSync(cgroupFd);
-    }
-  }
+  const pins = linkPins(instance);
   return {
-    link: linkView(PIN.egressLink),
-    tcxLinks: tcxPins(instance).flatMap((pin) => linkView(pin) ?? []),
-    programs,
-    maps,
+    links: pins.filter((l) => l.kind === 'rule').flatMap((l) => linkView(l) ?? []),
+    tcxLinks: pins.filter((l) => l.kind === 'tcx').flatMap((l) => linkView(l) ?? []),
+    programs: PROGRAMS.flatMap((name) => pinned(name, programInfo) ?? []),
+    maps: MAPS.flatMap((name) => pinned(name, mapInfo) ?? []),
   };
 }

@@ -6,6 +6,8 @@ import { bindings, c, checkPointer, lastErrno, SystemCallError } from './ffi.js'
 export const LockOp = { shared: 1, exclusive: 2, nonBlocking: 4, unlock: 8 } as const;
 
 const SOL_SOCKET = 1;
+const SO_TYPE = 3;
+const SO_ACCEPTCONN = 30;
 const SO_DOMAIN = 39;
 const SO_COOKIE = 57;
 const CLONE_NEWNET = 0x40000000;
@@ -38,20 +40,32 @@ export function pidfdGetfd(pidfd: number, targetFd: number): number | null {
   throw new SystemCallError('pidfd_getfd', errno);
 }
 
-/** The address family (SO_DOMAIN) and cookie (SO_COOKIE) of a socket. */
-export function socketIdentity(fd: number): { domain: number; cookie: string } {
-  const b = bindings();
+function socketOption(fd: number, name: number, size: 4 | 8, label: string): Buffer {
   const value = Buffer.alloc(8);
-  const length = new Uint32Array([4]);
-  if (b.getsockopt(fd, SOL_SOCKET, SO_DOMAIN, value, length) !== 0) {
-    throw new SystemCallError('getsockopt SO_DOMAIN', lastErrno());
+  const length = new Uint32Array([size]);
+  if (bindings().getsockopt(fd, SOL_SOCKET, name, value, length) !== 0) {
+    throw new SystemCallError(`getsockopt ${label}`, lastErrno());
   }
-  const domain = value.readInt32LE(0);
-  length[0] = 8;
-  if (b.getsockopt(fd, SOL_SOCKET, SO_COOKIE, value, length) !== 0) {
-    throw new SystemCallError('getsockopt SO_COOKIE', lastErrno());
-  }
-  return { domain, cookie: value.readBigUInt64LE(0).toString() };
+  return value;
+}
+
+export interface SocketIdentity {
+  /** AF_INET, AF_INET6, ... */
+  domain: number;
+  /** SOCK_STREAM, SOCK_DGRAM, ... */
+  type: number;
+  listening: boolean;
+  cookie: string;
+}
+
+/** What a socket is: its family (SO_DOMAIN), type, whether it listens, and its cookie. */
+export function socketIdentity(fd: number): SocketIdentity {
+  return {
+    domain: socketOption(fd, SO_DOMAIN, 4, 'SO_DOMAIN').readInt32LE(0),
+    type: socketOption(fd, SO_TYPE, 4, 'SO_TYPE').readInt32LE(0),
+    listening: socketOption(fd, SO_ACCEPTCONN, 4, 'SO_ACCEPTCONN').readInt32LE(0) === 1,
+    cookie: socketOption(fd, SO_COOKIE, 8, 'SO_COOKIE').readBigUInt64LE(0).toString(),
+  };
 }
 
 /** Switches this thread into the network namespace open at fd. */

@@ -1,36 +1,40 @@
-/** The instance's pinned maps, opened for reading and writing. */
+/** The instance's pinned maps, opened, and the rules as the kernel holds them. */
 import { closeSync } from 'node:fs';
 import type { Instance } from '../instance.js';
 import {
-  decodeCgroupId,
+  decodeAttach,
   decodeRule,
   decodeState,
-  emptyRuleBuffer,
+  emptyAttachBuffer,
   emptyStateBuffer,
-  encodeCgroupId,
-  encodeSlot,
+  LAYOUT,
+  MAP_ATTACH,
   MAP_CONFIG,
   MAP_RULES,
   MAP_SOCKETS,
   MAP_STATE,
+  MAX_RULES,
+  u32Key,
+  u64Key,
   type RuleValue,
   type StateValue,
 } from './abi.js';
-import { mapKeys, mapLookup, objGet } from './bpf.js';
+import { arrayValues, mapLookup, objGet } from './bpf.js';
 import { pinPath } from './pins.js';
 
 export interface MapFds {
   rules: number;
   state: number;
+  attach: number;
   sockets: number;
   config: number;
   close(): void;
 }
 
-/** The pinned maps user space writes, or null when the instance has none. */
+/** The pinned maps, or null when the instance lacks any of them. */
 export function openMaps(instance: Instance): MapFds | null {
   const fds: number[] = [];
-  for (const name of [MAP_RULES, MAP_STATE, MAP_SOCKETS, MAP_CONFIG]) {
+  for (const name of [MAP_RULES, MAP_STATE, MAP_ATTACH, MAP_SOCKETS, MAP_CONFIG]) {
     const fd = objGet(pinPath(instance, name));
     if (fd === null) {
       fds.forEach((f) => closeSync(f));
@@ -38,31 +42,35 @@ export function openMaps(instance: Instance): MapFds | null {
     }
     fds.push(fd);
   }
-  const [rules, state, sockets, config] = fds as [number, number, number, number];
-  return { rules, state, sockets, config, close: () => fds.forEach((fd) => closeSync(fd)) };
+  const [rules, state, attach, sockets, config] = fds as [number, number, number, number, number];
+  return { rules, state, attach, sockets, config, close: () => fds.forEach((fd) => closeSync(fd)) };
 }
 
 export interface KernelRule {
+  slot: number;
   value: RuleValue;
-  /** null if its slot is unreadable */
-  counters: StateValue | null;
 }
 
-/** A rule's limits and counters as the kernel holds them; null without a limit. */
-export function readRule(maps: MapFds, cgroupId: number): KernelRule | null {
-  const ruleBuf = emptyRuleBuffer();
-  if (!mapLookup(maps.rules, encodeCgroupId(cgroupId), ruleBuf)) return null;
-  const value = decodeRule(ruleBuf);
-  const stateBuf = emptyStateBuffer();
-  return { value, counters: mapLookup(maps.state, encodeSlot(value.slot), stateBuf) ? decodeState(stateBuf) : null };
-}
-
-/** Every rule the kernel limits: cgroup id → its limits and slot. */
-export function kernelRules(maps: MapFds): Map<number, RuleValue> {
-  const rules = new Map<number, RuleValue>();
-  const value = emptyRuleBuffer();
-  for (const key of mapKeys(maps.rules, 8)) {
-    if (mapLookup(maps.rules, key, value)) rules.set(decodeCgroupId(key), decodeRule(value));
+/** Every rule the kernel has, by the cgroup it limits. */
+export function kernelRules(maps: MapFds): Map<number, KernelRule> {
+  const size = LAYOUT.limiter_rule.size;
+  const all = arrayValues(maps.rules, size, MAX_RULES);
+  const rules = new Map<number, KernelRule>();
+  for (let slot = 0; slot < MAX_RULES; slot++) {
+    const value = decodeRule(all, slot * size);
+    if (value.cgroupId !== 0) rules.set(value.cgroupId, { slot, value });
   }
   return rules;
+}
+
+/** A slot's counters and bucket state, or null when unreadable. */
+export function readCounters(maps: MapFds, slot: number): StateValue | null {
+  const buf = emptyStateBuffer();
+  return mapLookup(maps.state, u32Key(slot), buf) ? decodeState(buf) : null;
+}
+
+/** The slot a cgroup's attachments name, or null (nothing attached there, or not set yet). */
+export function attachedSlot(maps: MapFds, cgroupId: number): number | null {
+  const buf = emptyAttachBuffer();
+  return mapLookup(maps.attach, u64Key(cgroupId), buf) ? decodeAttach(buf) : null;
 }

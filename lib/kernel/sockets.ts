@@ -1,42 +1,27 @@
 /**
- * The internet sockets a process holds, by cookie: the key the programs use
- * to limit sockets created before their process was limited (design.md K5).
+ * The internet sockets a process holds, and giving them to a rule: the
+ * sockets map is written through a duplicate of each socket's descriptor
+ * (pidfd_getfd), since a socket keeps the cgroup it was created in
+ * (design.md K5) and a listener's storage passes to what it accepts (K14).
  */
 import { closeSync, readdirSync, readlinkSync } from 'node:fs';
 import { errnoCode } from '../errors.js';
-import { pidfdGetfd, pidfdOpen, socketIdentity } from './libc.js';
+import { emptySocketBuffer, encodeOwnedSocket, socketKey } from './abi.js';
+import { mapDelete, mapLookup, mapUpdate } from './bpf.js';
+import { pidfdGetfd, pidfdOpen, socketIdentity, type SocketIdentity } from './libc.js';
 
 const AF_INET = 2;
 const AF_INET6 = 10;
+const SOCK_STREAM = 1;
+const SOCK_DGRAM = 2;
 
-/** Cookies of the IPv4 and IPv6 sockets among the open files of pid ([] when it has gone). */
-export function inetSocketCookies(pid: number): string[] {
-  const pidfd = pidfdOpen(pid);
-  if (pidfd === null) return [];
-  const cookies = new Set<string>();
-  try {
-    for (const fd of openFds(pid)) {
-      let target: string;
-      try {
-        target = readlinkSync(`/proc/${pid}/fd/${fd}`);
-      } catch {
-        continue; // closed meanwhile
-      }
-      if (!target.startsWith('socket:[')) continue;
-      // A duplicate in this process: getsockopt needs an fd of our own. Closing it leaves the original alone.
-      const copy = pidfdGetfd(pidfd, fd);
-      if (copy === null) continue;
-      try {
-        const { domain, cookie } = socketIdentity(copy);
-        if (domain === AF_INET || domain === AF_INET6) cookies.add(cookie);
-      } finally {
-        closeSync(copy);
-      }
-    }
-  } finally {
-    closeSync(pidfd);
-  }
-  return [...cookies];
+export interface OwnedCount {
+  /** TCP and UDP sockets, connected or not, listeners excluded */
+  sockets: number;
+  /** TCP listeners: what they accept from now on goes with them */
+  listeners: number;
+  /** other internet sockets (raw, SCTP): their uploads only */
+  other: number;
 }
 
 function openFds(pid: number): number[] {
@@ -46,4 +31,63 @@ function openFds(pid: number): number[] {
     if (errnoCode(err) === 'ENOENT') return [];
     throw err;
   }
+}
+
+/** Calls visit with a duplicate of each internet socket of pid (closed afterwards); nothing when it has gone. */
+function eachInetSocket(pid: number, visit: (fd: number, identity: SocketIdentity) => void): void {
+  const pidfd = pidfdOpen(pid);
+  if (pidfd === null) return;
+  try {
+    for (const number of openFds(pid)) {
+      let target: string;
+      try {
+        target = readlinkSync(`/proc/${pid}/fd/${number}`);
+      } catch {
+        continue; // closed meanwhile
+      }
+      if (!target.startsWith('socket:[')) continue;
+      // A duplicate in this process: map updates and getsockopt need an fd of our own.
+      const fd = pidfdGetfd(pidfd, number);
+      if (fd === null) continue;
+      try {
+        const identity = socketIdentity(fd);
+        if (identity.domain === AF_INET || identity.domain === AF_INET6) visit(fd, identity);
+      } finally {
+        closeSync(fd);
+      }
+    }
+  } finally {
+    closeSync(pidfd);
+  }
+}
+
+/**
+ * Gives every internet socket of pid to the rule at slot (whose cgroup id is
+ * owner), or releases them (slot NO_SLOT). Returns what it counted and how
+ * to put the sockets' previous entries back.
+ */
+export function ownSockets(
+  socketsMap: number,
+  pid: number,
+  owner: number,
+  slot: number,
+): { count: OwnedCount; undo: () => void } {
+  const count: OwnedCount = { sockets: 0, listeners: 0, other: 0 };
+  const previous = new Map<string, Buffer | null>();
+  eachInetSocket(pid, (fd, identity) => {
+    const old = emptySocketBuffer();
+    previous.set(identity.cookie, mapLookup(socketsMap, socketKey(fd), old) ? old : null);
+    mapUpdate(socketsMap, socketKey(fd), encodeOwnedSocket(owner, slot));
+    if (identity.listening) count.listeners += 1;
+    else if (identity.type === SOCK_STREAM || identity.type === SOCK_DGRAM) count.sockets += 1;
+    else count.other += 1;
+  });
+  const undo = () =>
+    eachInetSocket(pid, (fd, identity) => {
+      if (!previous.has(identity.cookie)) return;
+      const old = previous.get(identity.cookie)!;
+      if (old) mapUpdate(socketsMap, socketKey(fd), old);
+      else mapDelete(socketsMap, socketKey(fd));
+    });
+  return { count, undo };
 }

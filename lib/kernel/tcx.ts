@@ -1,40 +1,44 @@
 /**
- * tcx links for sockets adopted by cookie: limiter_tc_egress on every
- * interface of the network namespace their process lives in.
+ * tcx links for sockets owned by a rule outside its cgroup: the tc programs
+ * on every interface of the network namespace their process lives in, both
+ * directions.
  */
 import { closeSync, existsSync, openSync, statSync } from 'node:fs';
 import type { Instance } from '../instance.js';
 import { operationFailed } from '../errors.js';
-import { PIN, PROG_TC_EGRESS } from './abi.js';
-import { AttachType, linkCreate, objGet, objPin } from './bpf.js';
+import { linkCreate, objGet, objPin } from './bpf.js';
 import { interfaces, setNetns } from './libc.js';
-import { pinPath, tcxPins, unlinkIfPresent } from './pins.js';
+import { linkPins, pinPath, TCX_HOOKS, tcxPin, unlinkIfPresent } from './pins.js';
 
 /**
- * Attaches limiter_tc_egress to every interface of a network namespace
- * (given as /proc/<pid>/ns/net), each through a pinned link. Returns the
- * pins it created.
+ * Attaches the tc programs to every interface of a network namespace (given
+ * as /proc/<pid>/ns/net), each through a pinned link. Returns the pins it
+ * created.
  */
 export function attachTcx(instance: Instance, netnsPath: string): string[] {
   const netnsInode = statSync(netnsPath).ino;
-  const programFd = objGet(pinPath(instance, PROG_TC_EGRESS));
-  if (programFd === null)
-    throw operationFailed('no-program', `${PROG_TC_EGRESS} is not pinned in ${instance.bpffsDir}`);
   const created: string[] = [];
   const inside = statSync('/proc/thread-self/ns/net').ino === netnsInode;
   const home = inside ? null : openSync('/proc/thread-self/ns/net', 'r');
   const target = inside ? null : openSync(netnsPath, 'r');
+  const programs = TCX_HOOKS.map((hook) => {
+    const fd = objGet(pinPath(instance, hook.program));
+    if (fd === null) throw operationFailed('no-program', `${hook.program} is not pinned in ${instance.bpffsDir}`);
+    return { hook, fd };
+  });
   try {
     if (target !== null) setNetns(target);
     for (const { index } of interfaces()) {
-      const pin = `${PIN.tcxLinkPrefix}${netnsInode}_${index}`;
-      if (existsSync(pinPath(instance, pin))) continue;
-      const link = linkCreate(programFd, index, AttachType.tcxEgress);
-      try {
-        objPin(link, pinPath(instance, pin));
-        created.push(pin);
-      } finally {
-        closeSync(link);
+      for (const { hook, fd } of programs) {
+        const pin = tcxPin(netnsInode, index, hook);
+        if (existsSync(pinPath(instance, pin))) continue;
+        const link = linkCreate(fd, index, hook.attachType);
+        try {
+          objPin(link, pinPath(instance, pin));
+          created.push(pin);
+        } finally {
+          closeSync(link);
+        }
       }
     }
     return created;
@@ -47,11 +51,11 @@ export function attachTcx(instance: Instance, netnsPath: string): string[] {
       closeSync(home);
     }
     if (target !== null) closeSync(target);
-    closeSync(programFd);
+    programs.forEach(({ fd }) => closeSync(fd));
   }
 }
 
 /** Detaches every tcx link of the instance. Idempotent. */
 export function detachTcx(instance: Instance): void {
-  for (const pin of tcxPins(instance)) unlinkIfPresent(pinPath(instance, pin));
+  for (const { pin } of linkPins(instance).filter((l) => l.kind === 'tcx')) unlinkIfPresent(pinPath(instance, pin));
 }

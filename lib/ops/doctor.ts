@@ -3,14 +3,15 @@
  * comparison of state and kernel (store/findings.ts) finds in the instance.
  * Reads only; changes nothing.
  */
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { release } from 'node:os';
 import { lockTimeoutMs, hasPrivileges, type Context } from '../context.js';
 import { BPFFS_ROOT, bpfObjectPath, instanceName, instancePaths } from '../instance.js';
-import { AttachType, libbpfVersion, probeProgramType, ProgType, queryCgroupPrograms } from '../kernel/bpf.js';
+import { libbpfVersion, probeProgramType, ProgType } from '../kernel/bpf.js';
 import { findCgroup2Mount, isMounted, readMounts } from '../kernel/cgroup.js';
 import { openMaps } from '../kernel/maps.js';
 import { objectProblem } from '../kernel/object.js';
+import { linkPins } from '../kernel/pins.js';
 import { describeFinding, instanceFindings, ruleFindings, type Finding } from '../store/findings.js';
 import { loadState } from '../store/state.js';
 
@@ -150,7 +151,7 @@ function instanceChecks(ctx: Context): Check[] {
   if (!exists) return [{ name: `instance ${instance.name}`, severity: 'ok', detail: 'not set up (no rules yet)' }];
   const words = (findings: Finding[]) => findings.map((f) => describeFinding(f, instance.name).text).join('; ');
   return [
-    check(`instance ${instance.name}: program`, () => {
+    check(`instance ${instance.name}: programs`, () => {
       const pins = instanceFindings(ctx);
       if (pins.length > 0) {
         return {
@@ -159,18 +160,13 @@ function instanceChecks(ctx: Context): Check[] {
           hint: "the next set, move or unset repairs it; 'limiter purge' starts afresh",
         };
       }
-      const fd = openSync(instance.cgroupDir, 'r');
-      try {
-        const programs = queryCgroupPrograms(fd, AttachType.cgroupInetEgress);
-        return programs.length === 1
-          ? { severity: 'ok', detail: `program ${programs[0]} attached to ${instance.cgroupDir}` }
-          : {
-              severity: 'problem',
-              detail: `${programs.length} programs attached to ${instance.cgroupDir}, expected 1`,
-            };
-      } finally {
-        closeSync(fd);
-      }
+      const links = linkPins(instance);
+      const rules = links.filter((l) => l.kind === 'rule').length;
+      const tcx = links.length - rules;
+      return {
+        severity: 'ok',
+        detail: `loaded; ${rules} link(s) on rule cgroups, ${tcx} tcx link(s) for owned sockets`,
+      };
     }),
     check(`instance ${instance.name}: state`, () => {
       const state = loadState(instance.stateFile);

@@ -1,23 +1,16 @@
 /**
- * A process joining and leaving a rule: moved with every thread, its origin
- * recorded, and the sockets it already has limited (or released) by cookie.
+ * A process joining and leaving a pid rule: moved with every thread, its
+ * origin recorded, and the sockets it already has (listeners included) given
+ * to the rule, or released from it.
  */
 import { existsSync } from 'node:fs';
 import type { Context } from '../context.js';
+import { NO_SLOT } from '../kernel/abi.js';
 import { cgroupDirOf, cgroupOfPid, movePid } from '../kernel/cgroup.js';
 import { descendants, readProcess } from '../kernel/proc.js';
-import { inetSocketCookies } from '../kernel/sockets.js';
+import { ownSockets, type OwnedCount } from '../kernel/sockets.js';
 import { log } from '../log.js';
-import {
-  forgetSockets,
-  memberOf,
-  pointSockets,
-  RELEASED,
-  removeIfEmpty,
-  ruleDir,
-  ruleOfPid,
-  type Transaction,
-} from '../store/rule.js';
+import { kernelRuleOf, memberOf, removeIfEmpty, ruleDir, ruleOfPid, type Transaction } from '../store/rule.js';
 import { saveState, type MemberRecord } from '../store/state.js';
 
 export interface JoinResult {
@@ -26,8 +19,8 @@ export interface JoinResult {
   left: string | null;
   /** that rule was removed because it became empty */
   removedRule: boolean;
-  /** sockets it already had, now limited by the rule */
-  adoptedSockets: number;
+  /** the sockets it already had, now the rule's */
+  adopted: OwnedCount;
 }
 
 /** A process about to join a rule: recorded as a member, not moved yet. */
@@ -36,14 +29,13 @@ export interface Joining {
   rule: string;
   /** the rule it is in now */
   current: string | null;
-  sockets: string[];
 }
 
 /**
- * Records a process as a member of a rule, with where it came from and the
- * sockets it already has. Recorded before the move: a crash in between
- * leaves a record the next command drops (the process is not in the rule),
- * never a process with no record.
+ * Records processes as members of a rule, with where they came from.
+ * Recorded before the move: a crash in between leaves a record the next
+ * command drops (the process is not in the rule), never a process with no
+ * record.
  */
 export function recordJoin(t: Transaction, pid: number, rule: string, tree = false): Joining[] {
   const joining: Joining[] = [];
@@ -54,36 +46,59 @@ export function recordJoin(t: Transaction, pid: number, rule: string, tree = fal
     if (current === rule) continue;
     const previous = memberOf(t.state, current, p);
     const origin = previous?.origin ?? (current === null ? cgroupOfPid(p)! : '/');
-    const sockets = inetSocketCookies(p);
     const members = t.state.rules[rule].members;
-    members[String(p)] = { origin, startTime: process.startTime, sockets };
+    members[String(p)] = { origin, startTime: process.startTime, adopted: { sockets: 0, listeners: 0 } };
     t.undo.push(() => delete members[String(p)]);
-    joining.push({ pid: p, rule, current, sockets });
+    joining.push({ pid: p, rule, current });
   }
   return joining;
 }
 
+/** Gives pid's sockets to the rule at slot (or releases them, NO_SLOT), undoably. */
+function own(t: Transaction, pid: number, owner: number, slot: number): OwnedCount {
+  const { count, undo } = ownSockets(t.maps.sockets, pid, owner, slot);
+  t.undo.push(undo);
+  return count;
+}
+
+/** Marks a rule's programs as having to look at socket ownership. */
+function markOwned(t: Transaction, rule: string): void {
+  const record = t.state.rules[rule];
+  if (!record || record.owned) return;
+  record.owned = true;
+  t.undo.push(() => (record.owned = false));
+}
+
 /**
- * Moves recorded processes into their rules and points the sockets they
- * already have at the rule, so that their existing connections are limited
- * too. Saves the records first.
+ * Moves recorded processes into their rules and gives the sockets they
+ * already have to the rule, so that their existing connections and what
+ * their listeners accept from now on are limited too. Saves the records first.
  */
 export function completeJoins(t: Transaction, joining: Joining[]): JoinResult[] {
   const { ctx, state, undo } = t;
   if (joining.length > 0) saveState(ctx.instance.stateFile, state);
-  return joining.map(({ pid, rule, current, sockets }) => {
+  return joining.map(({ pid, rule, current }) => {
     const record = state.rules[rule];
-    const origin = record.members[String(pid)].origin;
+    const member = record.members[String(pid)];
     movePid(pid, ruleDir(ctx, rule));
-    undo.push(() => movePid(pid, current === null ? cgroupDirOf(ctx.cgroupMount, origin) : ruleDir(ctx, current)));
-    pointSockets(t, sockets, record.cgroupId);
-    record.released = record.released.filter((c) => !sockets.includes(c));
+    undo.push(() =>
+      movePid(pid, current === null ? cgroupDirOf(ctx.cgroupMount, member.origin) : ruleDir(ctx, current)),
+    );
+    const count = own(t, pid, record.cgroupId, kernelRuleOf(t, rule).slot);
+    member.adopted = { sockets: count.sockets + count.other, listeners: count.listeners };
+    if (count.other > 0) {
+      log.warn(`pid ${pid} has ${count.other} internet socket(s) neither TCP nor UDP: their downloads are not limited`);
+    }
+    if (count.sockets + count.listeners + count.other > 0) {
+      markOwned(t, rule);
+      if (current !== null) markOwned(t, current);
+    }
     let removedRule = false;
     if (current !== null && state.rules[current]) {
       delete state.rules[current].members[String(pid)];
       removedRule = removeIfEmpty(t, current);
     }
-    return { pid, left: current, removedRule, adoptedSockets: sockets.length };
+    return { pid, left: current, removedRule, adopted: count };
   });
 }
 
@@ -101,7 +116,8 @@ export interface LeaveResult {
 
 /**
  * Takes a process out of its rule: moves it back where it came from and
- * releases its sockets, including those it opened while limited. Removes
+ * releases its sockets, including those it opened while limited (they stay
+ * in the rule's cgroup) and what its listeners accept from now on. Removes
  * the rule if that leaves it empty.
  */
 export function leaveRule(t: Transaction, pid: number): LeaveResult | null {
@@ -110,17 +126,10 @@ export function leaveRule(t: Transaction, pid: number): LeaveResult | null {
   if (rule === null) return null;
   const member = memberOf(state, rule, pid);
   const origin = returnToOrigin(ctx, member, pid);
-  const record = state.rules[rule];
-  const sockets = [...new Set([...(member?.sockets ?? []), ...inetSocketCookies(pid)])];
-  if (record) delete record.members[String(pid)];
-  const removedRule = removeIfEmpty(t, rule);
-  if (!removedRule && record) {
-    pointSockets(t, sockets, RELEASED);
-    record.released = [...new Set([...record.released, ...sockets])];
-  } else {
-    forgetSockets(t, sockets);
-  }
-  return { pid, rule, origin, removedRule };
+  const released = own(t, pid, 0, NO_SLOT);
+  if (released.sockets + released.listeners + released.other > 0) markOwned(t, rule);
+  delete state.rules[rule]?.members[String(pid)];
+  return { pid, rule, origin, removedRule: removeIfEmpty(t, rule) };
 }
 
 /**

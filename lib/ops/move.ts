@@ -6,6 +6,7 @@ import { errnoCode, notFound, usageError } from '../errors.js';
 import { requireUserProcess } from '../kernel/proc.js';
 import type { State } from '../store/state.js';
 import { transaction } from '../store/transaction.js';
+import { describeInTransaction, type RuleInfo } from './list.js';
 import { joinAll, type JoinResult } from './membership.js';
 
 export type MoveTarget = { cgroupPath: string } | { cgroupId: number } | { last: true };
@@ -32,7 +33,7 @@ export function resolveTarget(ctx: Context, state: State, target: MoveTarget): s
     throw err;
   }
   const name = basename(real);
-  if (dirname(real) !== realpathSync(ctx.instance.cgroupDir) || !state.rules[name]) {
+  if (dirname(real) !== realpathSync(ctx.instance.cgroupDir) || state.rules[name]?.target.kind !== 'pid') {
     throw usageError('outside-instance', `${target.cgroupPath} is not a rule of instance ${ctx.instance.name}`, {
       hint: `rules are the directories ${ctx.instance.cgroupDir}/<rule> that 'limiter list' shows`,
     });
@@ -46,10 +47,16 @@ export function moveToRule(
   pid: number,
   target: MoveTarget,
   tree = false,
-): Promise<{ rule: string; joined: JoinResult[] }> {
+): Promise<{ rule: RuleInfo; joined: JoinResult[] }> {
   requireUserProcess(pid);
   return transaction(ctx, { attach: false }, (t) => {
     const rule = resolveTarget(ctx, t.state, target);
-    return { rule, joined: joinAll(t, pid, rule, tree) };
+    if (t.state.rules[rule].target.kind !== 'pid') {
+      throw usageError('in-place-rule', `rule ${rule} limits a cgroup in place; processes are not moved into it`, {
+        hint: "move the process into that cgroup with the tool that manages it, or use 'limiter set --pid'",
+      });
+    }
+    const joined = joinAll(t, pid, rule, tree);
+    return { rule: describeInTransaction(t, rule), joined };
   });
 }

@@ -17,9 +17,10 @@ export interface PurgeResult {
 
 /**
  * Removes everything the instance owns: processes go back where they came
- * from, then rule cgroups, the links (detaching the programs), the maps, the
- * instance cgroup and the runtime directory. Idempotent; carries on past a
- * failed step and reports the failures at the end.
+ * from, then rule cgroups, the links (detaching the programs, also from the
+ * cgroups limited in place, which stay as they were), the maps, the instance
+ * cgroup and the runtime directory. Idempotent; carries on past a failed step
+ * and reports the failures at the end.
  */
 export async function purge(ctx: Context): Promise<PurgeResult> {
   const lock = await acquireLock(ctx.instance.runDir, ctx.lockTimeoutMs);
@@ -52,6 +53,8 @@ export async function purge(ctx: Context): Promise<PurgeResult> {
         result.rules.push(name);
       });
     }
+    // Rules that limit a cgroup in place lose their links with the instance's pins; their cgroups stay.
+    for (const [name, record] of Object.entries(state.rules)) if (record.target.kind !== 'pid') result.rules.push(name);
     attempt(() => removeInstance(ctx));
     if (failures.length > 0) {
       throw operationFailed('purge-incomplete', `purge could not remove everything: ${failures.join('; ')}`, {

@@ -1,6 +1,6 @@
 /** `limiter reload`: replace the programs, keep the maps. */
 import type { Context } from '../context.js';
-import { reloadPrograms, requireAttached } from '../kernel/attach.js';
+import { reloadPrograms, requireSetUp } from '../kernel/attach.js';
 import { withLockedState } from '../store/transaction.js';
 
 /**
@@ -9,6 +9,6 @@ import { withLockedState } from '../store/transaction.js';
  */
 export async function reload(ctx: Context, objectPath: string): Promise<{ links: number }> {
   // Checked before the lock too, so that refusing leaves not even a runtime directory.
-  requireAttached(ctx.instance);
+  requireSetUp(ctx.instance);
   return withLockedState(ctx, () => reloadPrograms(ctx.instance, ctx.cgroupMount, objectPath));
 }

@@ -9,7 +9,8 @@ import type { Writable } from 'node:stream';
 import type { Context } from '../context.js';
 import { operationFailed } from '../errors.js';
 import { cgroupDirOf, cgroupOfPid, listPids, movePid } from '../kernel/cgroup.js';
-import { removeIfEmpty, ruleDir, type Limits } from '../store/rule.js';
+import type { Limits } from '../kernel/abi.js';
+import { removeIfEmpty, ruleDir } from '../store/rule.js';
 import { transaction } from '../store/transaction.js';
 import { setRule, type SetResult } from './set.js';
 
@@ -43,7 +44,7 @@ export async function runLimited(
   }
   let limited: SetResult;
   try {
-    limited = await setRule(ctx, { pid, limits: options.limits, name: options.name ?? `run-${pid}` });
+    limited = await setRule(ctx, { target: { pid }, limits: options.limits, name: options.name ?? `run-${pid}` });
   } catch (err) {
     child.kill('SIGKILL');
     await exited;

@@ -2,12 +2,9 @@
  * `limiter top`: rates per rule and direction, from the differences of the
  * kernel's counters between two samples. Reading only: no map is written.
  */
-import { join } from 'node:path';
 import type { Context } from '../context.js';
-import { errnoCode } from '../errors.js';
 import { DIRECTIONS, type Counters, type DirectionName, type Limit, type StateValue } from '../kernel/abi.js';
-import { cgroupId, childCgroups, listPids } from '../kernel/cgroup.js';
-import { openMaps, readRule, type MapFds } from '../kernel/maps.js';
+import { listRules } from './list.js';
 
 export interface RuleSample {
   name: string;
@@ -23,36 +20,15 @@ export interface Sample {
   rules: RuleSample[];
 }
 
-/** Samples every rule's limits and counters, keeping the maps open between samples. */
-export class CounterReader {
-  private maps: MapFds | null = null;
-
-  constructor(private readonly ctx: Context) {}
-
-  sample(): Sample {
-    this.maps ??= this.ctx.bpffsMounted ? openMaps(this.ctx.instance) : null;
-    const rules: RuleSample[] = [];
-    const at = process.hrtime.bigint();
-    for (const name of childCgroups(this.ctx.instance.cgroupDir)) {
-      const dir = join(this.ctx.instance.cgroupDir, name);
-      let id: number;
-      try {
-        id = cgroupId(dir);
-      } catch (err) {
-        if (errnoCode(err) === 'ENOENT') continue; // removed while we looked
-        throw err;
-      }
-      const kernel = this.maps ? readRule(this.maps, id) : null;
-      if (!kernel?.counters) continue;
-      rules.push({ name, cgroupId: id, pids: listPids(dir), limits: kernel.value.limits, counters: kernel.counters });
-    }
-    return { at, rules };
-  }
-
-  close(): void {
-    this.maps?.close();
-    this.maps = null;
-  }
+/** Every rule's limits and counters now: the rules as list sees them; those without a limit are left out. */
+export function sampleRules(ctx: Context): Sample {
+  const at = process.hrtime.bigint();
+  const rules = listRules(ctx).flatMap((r) =>
+    r.value && r.counters
+      ? [{ name: r.name, cgroupId: r.cgroupId, pids: r.pids, limits: r.value.limits, counters: r.counters }]
+      : [],
+  );
+  return { at, rules };
 }
 
 export interface DirectionRate {

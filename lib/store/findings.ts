@@ -1,37 +1,37 @@
 /**
  * The one comparison of the state file with the kernel: the instance's pins,
- * its rule cgroups and the maps. `doctor` reports the findings;
- * reconcile.ts repairs them before every change.
+ * the rules' cgroups, their links, and the rules array. `doctor` reports the
+ * findings; reconcile.ts repairs them before every change.
  */
 import { existsSync } from 'node:fs';
 import type { Context } from '../context.js';
-import { encodeCookie } from '../kernel/abi.js';
 import { missingPins } from '../kernel/attach.js';
-import { mapLookup } from '../kernel/bpf.js';
 import { cgroupId, childCgroups, listPids } from '../kernel/cgroup.js';
+import { missingRuleLinks } from '../kernel/links.js';
 import { kernelRules, type MapFds } from '../kernel/maps.js';
-import { memberOf, RELEASED, ruleDir } from './rule.js';
+import { linkPins } from '../kernel/pins.js';
+import { memberOf, ruleDir, targetDir } from './rule.js';
 import type { State } from './state.js';
 
 export type Finding =
-  /** pinned maps, programs or links of the instance are gone */
+  /** pinned maps or programs of the instance are gone */
   | { kind: 'pins-missing'; pins: string[] }
-  /** a recorded rule's cgroup is gone: removed by hand, or by a reboot that left the state file */
-  | { kind: 'cgroup-gone'; rule: string }
+  /** a rule's cgroup is gone: removed by hand or by its manager, or by a reboot that left the state file */
+  | { kind: 'cgroup-gone'; rule: string; inPlace: boolean }
   /** a member exited, or something else moved it out of its rule */
   | { kind: 'member-gone'; rule: string; pid: number; exited: boolean }
-  /** every process of the rule has exited: normal life, the next change removes it */
+  /** every process of a pid rule has exited: normal life, the next change removes it */
   | { kind: 'rule-ended'; rule: string }
   /** a rule cgroup with a limit in the kernel but no record (a crash, a lost state file) */
   | { kind: 'unrecorded-rule'; rule: string; cgroupId: number }
   /** a cgroup under the instance with neither record nor limit */
   | { kind: 'unlimited-cgroup'; rule: string }
-  /** a limit in the kernel for a cgroup that is no rule */
+  /** a limit or links in the kernel for a cgroup that is no rule */
   | { kind: 'orphan-limit'; cgroupId: number }
   /** a recorded rule the kernel does not limit (its maps were lost) */
   | { kind: 'limit-missing'; rule: string }
-  /** socket entries the sockets map lost */
-  | { kind: 'socket-entries-missing'; rule: string; entries: Array<{ cookie: string; target: number }> };
+  /** a rule's programs are not all attached (a link pin removed by hand) */
+  | { kind: 'links-missing'; rule: string; hooks: string[] };
 
 export type FindingSeverity = 'info' | 'problem';
 
@@ -41,7 +41,7 @@ export function describeFinding(f: Finding, instance: string): { severity: Findi
     case 'pins-missing':
       return { severity: 'problem', text: `missing in /sys/fs/bpf/${instance}: ${f.pins.join(', ')}` };
     case 'cgroup-gone':
-      return { severity: 'problem', text: `rule ${f.rule} has lost its cgroup` };
+      return { severity: 'problem', text: `the cgroup of rule ${f.rule} is gone` };
     case 'member-gone':
       return {
         severity: 'info',
@@ -60,8 +60,8 @@ export function describeFinding(f: Finding, instance: string): { severity: Findi
       return { severity: 'problem', text: `a limit for cgroup ${f.cgroupId} belongs to no rule` };
     case 'limit-missing':
       return { severity: 'problem', text: `rule ${f.rule} has no limit in the kernel` };
-    case 'socket-entries-missing':
-      return { severity: 'problem', text: `rule ${f.rule} lost ${f.entries.length} adopted socket entries` };
+    case 'links-missing':
+      return { severity: 'problem', text: `rule ${f.rule} lacks its ${f.hooks.join(', ')} program` };
   }
 }
 
@@ -72,53 +72,62 @@ export function instanceFindings(ctx: Context): Finding[] {
   return pins.length > 0 ? [{ kind: 'pins-missing', pins }] : [];
 }
 
+/** The id of the cgroup at dir, or null when there is none. */
+function idOf(dir: string): number | null {
+  try {
+    return cgroupId(dir);
+  } catch {
+    return null;
+  }
+}
+
 /**
- * Findings about the rules: the state file against the instance's cgroups
- * and the rules and sockets maps. In the order reconcile repairs them.
+ * Findings about the rules: the state file against the cgroups, the links
+ * and the rules array. In the order reconcile repairs them.
  */
 export function ruleFindings(ctx: Context, state: State, maps: MapFds): Finding[] {
   const found: Finding[] = [];
-  const ids = new Map(childCgroups(ctx.instance.cgroupDir).map((name) => [name, cgroupId(ruleDir(ctx, name))]));
-  const limited = kernelRules(maps);
-  const pidsOf = new Map([...ids.keys()].map((name) => [name, listPids(ruleDir(ctx, name))]));
+  const children = new Map(childCgroups(ctx.instance.cgroupDir).map((name) => [name, idOf(ruleDir(ctx, name))]));
+  const kernel = kernelRules(maps);
+  const pidsOf = (name: string) => listPids(ruleDir(ctx, name));
 
   const live = Object.entries(state.rules).filter(([name, record]) => {
-    if (ids.get(name) === record.cgroupId) return true;
-    found.push({ kind: 'cgroup-gone', rule: name });
+    if (idOf(targetDir(ctx, name, record.target)) === record.cgroupId) return true;
+    found.push({ kind: 'cgroup-gone', rule: name, inPlace: record.target.kind !== 'pid' });
     return false;
   });
   for (const [name, record] of live) {
-    const inCgroup = new Set(pidsOf.get(name));
+    if (record.target.kind !== 'pid') continue;
+    const inCgroup = new Set(pidsOf(name));
     for (const pid of Object.keys(record.members).map(Number)) {
       const exited = memberOf(state, name, pid) === null;
       if (exited || !inCgroup.has(pid)) found.push({ kind: 'member-gone', rule: name, pid, exited });
     }
   }
-  for (const [name, id] of ids) {
-    if (state.rules[name]) continue;
+  for (const [name, id] of children) {
+    const record = state.rules[name];
+    if (id === null || record?.target.kind === 'pid') continue;
+    const recoverable = !record && kernel.has(id);
     found.push(
-      limited.has(id)
-        ? { kind: 'unrecorded-rule', rule: name, cgroupId: id }
-        : { kind: 'unlimited-cgroup', rule: name },
+      recoverable ? { kind: 'unrecorded-rule', rule: name, cgroupId: id } : { kind: 'unlimited-cgroup', rule: name },
     );
   }
-  const ruleIds = new Set(ids.values());
-  for (const id of limited.keys()) if (!ruleIds.has(id)) found.push({ kind: 'orphan-limit', cgroupId: id });
+  const known = new Set([...Object.values(state.rules).map((r) => r.cgroupId), ...children.values()]);
+  const linked = linkPins(ctx.instance).flatMap((l) => (l.kind === 'rule' ? [l.target] : []));
+  for (const id of new Set([...kernel.keys(), ...linked]))
+    if (!known.has(id)) found.push({ kind: 'orphan-limit', cgroupId: id });
   for (const [name, record] of live) {
-    if (!limited.has(record.cgroupId)) {
+    if (!kernel.has(record.cgroupId)) {
       found.push({ kind: 'limit-missing', rule: name });
       continue;
     }
-    const expected = [
-      ...Object.values(record.members).flatMap((m) => m.sockets.map((cookie) => ({ cookie, target: record.cgroupId }))),
-      ...record.released.map((cookie) => ({ cookie, target: RELEASED })),
-    ];
-    const entries = expected.filter(({ cookie }) => !mapLookup(maps.sockets, encodeCookie(cookie), Buffer.alloc(8)));
-    if (entries.length > 0) found.push({ kind: 'socket-entries-missing', rule: name, entries });
+    const hooks = missingRuleLinks(ctx.instance, record.cgroupId).map((h) => h.hook);
+    if (hooks.length > 0) found.push({ kind: 'links-missing', rule: name, hooks });
   }
-  for (const [name, id] of ids) {
-    const recorded = state.rules[name]?.cgroupId === id || limited.has(id);
-    if (recorded && pidsOf.get(name)!.length === 0) found.push({ kind: 'rule-ended', rule: name });
+  for (const [name, id] of children) {
+    const recorded =
+      (state.rules[name]?.target.kind === 'pid' && state.rules[name]?.cgroupId === id) || kernel.has(id!);
+    if (recorded && pidsOf(name).length === 0) found.push({ kind: 'rule-ended', rule: name });
   }
   return found;
 }

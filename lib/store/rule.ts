@@ -1,53 +1,52 @@
 /**
- * The primitives state changes are made of. A rule is a cgroup under the
- * instance cgroup, an entry in the rules map keyed by its cgroup id (its
- * limits and the slot of its bucket state), and a record in the state file
- * (its members, where they came from, their sockets). Each primitive
+ * The primitives state changes are made of. A rule is a slot of the rules
+ * array (its limits, and the cgroup it limits), the rule programs attached to
+ * that cgroup through pinned links (their storage names the slot), and a
+ * record in the state file. A pid rule's cgroup is its own, under the
+ * instance cgroup; any other rule limits a cgroup in place. Each primitive
  * registers how to undo itself with the transaction.
  */
 import { join } from 'node:path';
 import type { Context } from '../context.js';
-import { notFound, operationFailed } from '../errors.js';
+import { notFound, operationFailed, unsupported } from '../errors.js';
 import {
-  DIRECTIONS,
+  emptyRuleBuffer,
   emptyStateBuffer,
-  encodeCgroupId,
+  encodeAttach,
   encodeConfig,
-  encodeCookie,
   encodeRule,
-  encodeSlot,
-  encodeSocket,
   MAX_RULES,
-  NO_LIMIT,
-  type DirectionName,
-  type Limit,
+  u32Key,
+  u64Key,
+  type Limits,
   type RuleValue,
 } from '../kernel/abi.js';
-import { mapDelete, mapLookup, mapUpdate } from '../kernel/bpf.js';
-import { cgroupId, cgroupOfPid, createCgroup, listPids, removeCgroup } from '../kernel/cgroup.js';
-import { kernelRules, readRule, type MapFds } from '../kernel/maps.js';
+import { mapUpdate, SystemCallError } from '../kernel/bpf.js';
+import { cgroupDirOf, cgroupId, cgroupOfPid, createCgroup, listPids, removeCgroup } from '../kernel/cgroup.js';
+import { attachRule, detachRule } from '../kernel/links.js';
+import { kernelRules, type KernelRule, type MapFds } from '../kernel/maps.js';
 import { readProcess } from '../kernel/proc.js';
 import { attachTcx, detachTcx } from '../kernel/tcx.js';
 import { log } from '../log.js';
-import type { MemberRecord, RuleRecord, State } from './state.js';
-
-/** Sockets map value for a socket released from its rule: no rule has cgroup id 0. */
-export const RELEASED = 0;
-
-export type Limits = Record<DirectionName, Limit | null>;
+import type { MemberRecord, RuleRecord, RuleTarget, State } from './state.js';
 
 export interface Transaction {
   ctx: Context;
   maps: MapFds;
   state: State;
   undo: Array<() => void>;
-  /** slots in use, read from the rules map once per transaction */
-  slots?: Set<number>;
+  /** the kernel's rules by cgroup id, read once per transaction and kept up to date */
+  kernel?: Map<number, KernelRule>;
 }
 
 export const ruleDir = (ctx: Context, name: string) => join(ctx.instance.cgroupDir, name);
 
-/** The rule whose cgroup holds pid, from /proc/<pid>/cgroup; null when it is in none. */
+/** The cgroup directory a rule limits. */
+export function targetDir(ctx: Context, name: string, target: RuleTarget): string {
+  return target.kind === 'pid' ? ruleDir(ctx, name) : cgroupDirOf(ctx.cgroupMount, target.path);
+}
+
+/** The pid rule whose cgroup holds pid, from /proc/<pid>/cgroup; null when it is in none. */
 export function ruleOfPid(ctx: Context, pid: number): string | null {
   const path = cgroupOfPid(pid);
   if (path === null) throw notFound('no-such-pid', `no process with pid ${pid}`);
@@ -56,92 +55,97 @@ export function ruleOfPid(ctx: Context, pid: number): string | null {
   return path.slice(prefix.length).split('/')[0] || null;
 }
 
-function allocateSlot(t: Transaction): number {
-  const used = (t.slots ??= new Set([...kernelRules(t.maps).values()].map((r) => r.slot)));
-  for (let slot = 0; slot < MAX_RULES; slot++) {
-    if (used.has(slot)) continue;
-    used.add(slot);
-    t.undo.push(() => used.delete(slot));
-    return slot;
-  }
+export function kernelOf(t: Transaction): Map<number, KernelRule> {
+  return (t.kernel ??= kernelRules(t.maps));
+}
+
+/** The kernel's rule for a record, or a typed error when the kernel has none. */
+export function kernelRuleOf(t: Transaction, name: string): KernelRule {
+  const rule = kernelOf(t).get(t.state.rules[name].cgroupId);
+  if (!rule) throw operationFailed('no-limit', `rule ${name} has no limit in the kernel`);
+  return rule;
+}
+
+function writeSlot(t: Transaction, slot: number, value: RuleValue | null): void {
+  mapUpdate(t.maps.rules, u32Key(slot), value ? encodeRule(value) : emptyRuleBuffer());
+  const kernel = kernelOf(t);
+  for (const [id, rule] of kernel) if (rule.slot === slot) kernel.delete(id);
+  if (value) kernel.set(value.cgroupId, { slot, value });
+}
+
+function freeSlot(t: Transaction): number {
+  const used = new Set([...kernelOf(t).values()].map((r) => r.slot));
+  for (let slot = 0; slot < MAX_RULES; slot++) if (!used.has(slot)) return slot;
   throw operationFailed('too-many-rules', `at most ${MAX_RULES} rules can exist at once`);
 }
 
-export function createRule(t: Transaction, name: string, limits: Limits): RuleRecord {
+/**
+ * Makes a rule: for a pid rule its cgroup, then a slot with its limits, the
+ * rule programs on the target cgroup, and the record.
+ */
+export function createRule(t: Transaction, name: string, target: RuleTarget, limits: Limits): RuleRecord {
   const { ctx, maps, state, undo } = t;
-  const dir = ruleDir(ctx, name);
-  if (createCgroup(dir)) undo.push(() => removeCgroup(dir));
-  else if (listPids(dir).length > 0) {
-    throw operationFailed('stray-cgroup', `cgroup ${dir} exists with processes in it but is not a known rule`, {
-      hint: "'limiter purge' clears the instance",
-    });
+  const dir = targetDir(ctx, name, target);
+  if (target.kind === 'pid') {
+    if (createCgroup(dir)) undo.push(() => removeCgroup(dir));
+    else if (listPids(dir).length > 0) {
+      throw operationFailed('stray-cgroup', `cgroup ${dir} exists with processes in it but is not a known rule`, {
+        hint: "'limiter purge' clears the instance",
+      });
+    }
   }
-  const record: RuleRecord = { cgroupId: cgroupId(dir), members: {}, released: [] };
-  const value: RuleValue = {
-    limits: { egress: limits.egress ?? NO_LIMIT, ingress: limits.ingress ?? NO_LIMIT },
-    slot: allocateSlot(t),
-  };
-  mapUpdate(maps.state, encodeSlot(value.slot), emptyStateBuffer());
-  const key = encodeCgroupId(record.cgroupId);
-  mapUpdate(maps.rules, key, encodeRule(value));
-  undo.push(() => mapDelete(maps.rules, key));
+  const record: RuleRecord = { target, cgroupId: cgroupId(dir), members: {}, owned: false };
+  const slot = freeSlot(t);
+  mapUpdate(maps.state, u32Key(slot), emptyStateBuffer());
+  writeSlot(t, slot, { limits, cgroupId: record.cgroupId });
+  undo.push(() => writeSlot(t, slot, null));
+  attachPrograms(t, dir, record.cgroupId, slot);
   state.rules[name] = record;
   undo.push(() => delete state.rules[name]);
   return record;
 }
 
+/**
+ * Attaches the rule programs to the cgroup at dir where they are missing, and
+ * tells their storage the slot (it exists once a program is attached there,
+ * and goes when the last one is detached).
+ */
+export function attachPrograms(t: Transaction, dir: string, id: number, slot: number): void {
+  attachRule(t.ctx.instance, dir, id);
+  t.undo.push(() => detachRule(t.ctx.instance, id));
+  mapUpdate(t.maps.attach, u64Key(id), encodeAttach(slot));
+}
+
 /** Changes the directions given; the others keep their limits. */
-export function changeLimits({ maps, undo }: Transaction, record: RuleRecord, limits: Partial<Limits>): void {
-  const key = encodeCgroupId(record.cgroupId);
-  const before = readRule(maps, record.cgroupId);
-  if (!before) throw operationFailed('no-limit', `cgroup ${record.cgroupId} has no limit in the kernel`);
-  const value: RuleValue = { ...before.value, limits: { ...before.value.limits } };
-  for (const dir of DIRECTIONS) if (limits[dir] !== undefined) value.limits[dir] = limits[dir] ?? NO_LIMIT;
-  mapUpdate(maps.rules, key, encodeRule(value));
-  undo.push(() => mapUpdate(maps.rules, key, encodeRule(before.value)));
+export function changeLimits(t: Transaction, name: string, limits: Partial<Limits>): void {
+  const { slot, value } = kernelRuleOf(t, name);
+  const changed: RuleValue = { ...value, limits: { ...value.limits, ...limits } };
+  writeSlot(t, slot, changed);
+  t.undo.push(() => writeSlot(t, slot, value));
 }
 
-/** Points sockets at a rule (or RELEASED), remembering their previous entries for undo. */
-export function pointSockets({ maps, undo }: Transaction, cookies: string[], ruleCgroupId: number): void {
-  for (const cookie of cookies) {
-    const key = encodeCookie(cookie);
-    const old = Buffer.alloc(8);
-    const had = mapLookup(maps.sockets, key, old);
-    mapUpdate(maps.sockets, key, encodeSocket(ruleCgroupId));
-    undo.push(() => (had ? mapUpdate(maps.sockets, key, old) : mapDelete(maps.sockets, key)));
-  }
-}
-
-export function forgetSockets({ maps }: Transaction, cookies: string[]): void {
-  for (const cookie of cookies) mapDelete(maps.sockets, encodeCookie(cookie));
-}
-
-/** Every socket cookie a rule's record names: its members' and its released ones. */
-export const cookiesOf = (record: RuleRecord) => [
-  ...Object.values(record.members).flatMap((m) => m.sockets),
-  ...record.released,
-];
-
-/** Removes a rule whose cgroup is empty: cgroup first (the kernel refuses while it is populated), then its map entries. */
+/** Removes a rule: detached, its slot freed; a pid rule's cgroup, which must be empty, first. */
 export function removeRule(t: Transaction, name: string): void {
-  removeCgroup(ruleDir(t.ctx, name));
+  const record = t.state.rules[name];
+  if (!record || record.target.kind === 'pid') removeCgroup(ruleDir(t.ctx, name));
   dropRecord(t, name);
 }
 
-/** Forgets a rule whose cgroup is gone: its map entries and its record. */
+/** Forgets a rule without touching its cgroup: detaches its programs, frees its slot, drops its record. */
 export function dropRecord(t: Transaction, name: string): void {
   const record = t.state.rules[name];
   if (record) {
-    mapDelete(t.maps.rules, encodeCgroupId(record.cgroupId));
-    t.slots = undefined; // its slot is free again
-    forgetSockets(t, cookiesOf(record));
+    detachRule(t.ctx.instance, record.cgroupId);
+    const kernel = kernelOf(t).get(record.cgroupId);
+    if (kernel) writeSlot(t, kernel.slot, null);
   }
   delete t.state.rules[name];
   if (t.state.lastRule === name) t.state.lastRule = null;
 }
 
+/** Removes a pid rule whose processes have all gone. */
 export function removeIfEmpty(t: Transaction, name: string): boolean {
-  if (listPids(ruleDir(t.ctx, name)).length > 0) return false;
+  if (t.state.rules[name]?.target.kind !== 'pid' || listPids(ruleDir(t.ctx, name)).length > 0) return false;
   try {
     removeRule(t, name);
     return true;
@@ -159,23 +163,30 @@ export function memberOf(state: State, rule: string | null, pid: number): Member
   return process && process.startTime === member.startTime ? member : null;
 }
 
+const adopts = (m: MemberRecord) => m.adopted.sockets + m.adopted.listeners > 0;
+
 /**
- * Tells the programs how many sockets entries exist (0 spares them a lookup)
- * and keeps the tcx links attached exactly while some socket is adopted.
+ * Tells the rule programs whether any socket is owned (a rule without them
+ * spares the look), and keeps the tcx links attached exactly while a member
+ * has sockets owned outside its rule's cgroup.
  */
-export function syncSockets({ ctx, maps, state }: Transaction): void {
+export function syncOwnership({ ctx, maps, state }: Transaction): void {
   const records = Object.values(state.rules);
-  const adopters = records.flatMap((r) => Object.entries(r.members)).filter(([, m]) => m.sockets.length > 0);
-  mapUpdate(maps.config, encodeSlot(0), encodeConfig(records.reduce((n, r) => n + cookiesOf(r).length, 0)));
+  mapUpdate(maps.config, u32Key(0), encodeConfig(records.some((r) => r.owned)));
+  const adopters = records.flatMap((r) => Object.entries(r.members)).filter(([, m]) => adopts(m));
   if (adopters.length === 0) {
     detachTcx(ctx.instance);
     return;
   }
-  for (const [pid] of adopters) {
+  for (const [pid, member] of adopters) {
     try {
       attachTcx(ctx.instance, `/proc/${pid}/ns/net`);
     } catch (err) {
-      log.warn(`connections pid ${pid} opened before it was limited stay unlimited: ${(err as Error).message}`);
+      if (!(err instanceof SystemCallError) || !['EINVAL', 'EOPNOTSUPP'].includes(err.errno)) throw err;
+      const count = member.adopted.sockets + member.adopted.listeners;
+      throw unsupported('no-tcx', `the ${count} socket(s) pid ${pid} already has cannot be limited: ${err.message}`, {
+        hint: "tcx needs kernel 6.6 or later; start the program with 'limiter run', or limit its cgroup with --cgroup",
+      });
     }
   }
 }

@@ -1,10 +1,20 @@
 /**
  * The runtime state file: what the kernel cannot tell. Limits, slots and
- * counters live in the maps; this file keeps which cgroup each rule was made
- * as, where each process came from, and the sockets adopted by cookie.
+ * counters live in the maps; this file keeps what each rule limits, which
+ * cgroup that was when the rule was made, where each process came from, and
+ * how many of its sockets were given to the rule.
  */
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { errnoCode, operationFailed } from '../errors.js';
+
+/** What a rule limits: its own cgroup, which processes are moved into, or a cgroup where it is. */
+export type RuleTarget =
+  | { kind: 'pid' }
+  | { kind: 'cgroup'; path: string }
+  | { kind: 'unit'; unit: string; path: string }
+  | { kind: 'container'; container: string; path: string };
+
+export type TargetKind = RuleTarget['kind'];
 
 /** A process moved into a rule, and where it came from. */
 export interface MemberRecord {
@@ -12,16 +22,17 @@ export interface MemberRecord {
   origin: string;
   /** /proc/<pid>/stat start time: tells this process from a later one with the same pid */
   startTime: number;
-  /** cookies of the sockets it had when it joined: the sockets map points them at the rule */
-  sockets: string[];
+  /** its sockets given to the rule when it joined: connections and listeners */
+  adopted: { sockets: number; listeners: number };
 }
 
 export interface RuleRecord {
-  /** the id of the cgroup made for the rule: a cgroup of the same name made later is another */
+  target: RuleTarget;
+  /** the id of the target cgroup when the rule was made: a cgroup made again under that path is another */
   cgroupId: number;
   members: Record<string, MemberRecord>;
-  /** cookies of sockets of former members, which the sockets map exempts from the rule */
-  released: string[];
+  /** some socket was given to this rule, or taken from it: its programs must look at socket ownership */
+  owned: boolean;
 }
 
 export interface State {
@@ -43,7 +54,7 @@ export function loadState(file: string): State {
   }
   const state = parseState(text);
   if (!state) {
-    throw operationFailed('corrupt-state', `the state file ${file} is not valid`, {
+    throw operationFailed('corrupt-state', `the state file ${file} is not valid, or from another version of limiter`, {
       hint: "'limiter purge' removes every rule and starts afresh",
     });
   }
@@ -54,39 +65,45 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-const isCookieList = (value: unknown) =>
-  Array.isArray(value) && value.every((c) => typeof c === 'string' && /^\d+$/.test(c));
+const isCount = (value: unknown) => Number.isInteger(value) && (value as number) >= 0;
 
 function isMember(value: unknown): value is MemberRecord {
   return (
     isRecord(value) &&
     typeof value.origin === 'string' &&
     Number.isInteger(value.startTime) &&
-    isCookieList(value.sockets)
+    isRecord(value.adopted) &&
+    isCount(value.adopted.sockets) &&
+    isCount(value.adopted.listeners)
   );
+}
+
+function isTarget(value: unknown): value is RuleTarget {
+  if (!isRecord(value)) return false;
+  const path = typeof value.path === 'string' && value.path.startsWith('/');
+  switch (value.kind) {
+    case 'pid':
+      return true;
+    case 'cgroup':
+      return path;
+    case 'unit':
+      return path && typeof value.unit === 'string';
+    case 'container':
+      return path && typeof value.container === 'string';
+    default:
+      return false;
+  }
 }
 
 function isRule(value: unknown): value is RuleRecord {
   return (
     isRecord(value) &&
+    isTarget(value.target) &&
     Number.isInteger(value.cgroupId) &&
     isRecord(value.members) &&
     Object.values(value.members).every(isMember) &&
-    isCookieList(value.released)
+    typeof value.owned === 'boolean'
   );
-}
-
-/** Version 1 also kept each rule's limits and slot, which the maps hold: dropped on reading. */
-function upgrade(value: Record<string, unknown>): Record<string, unknown> {
-  if (value.version !== 1 || !isRecord(value.rules)) return value;
-  const rules = Object.fromEntries(
-    Object.entries(value.rules).map(([name, rule]) => {
-      if (!isRecord(rule)) return [name, rule];
-      const { cgroupId, members, released } = rule;
-      return [name, { cgroupId, members, released }];
-    }),
-  );
-  return { ...value, version: 2, rules };
 }
 
 export function parseState(text: string): State | null {
@@ -96,8 +113,6 @@ export function parseState(text: string): State | null {
   } catch {
     return null;
   }
-  if (!isRecord(value)) return null;
-  value = upgrade(value);
   if (!isRecord(value) || value.version !== 2 || !isRecord(value.rules)) return null;
   if (!(value.lastRule === null || typeof value.lastRule === 'string')) return null;
   if (!Object.values(value.rules).every(isRule)) return null;

@@ -6,14 +6,14 @@
 import { existsSync, rmSync } from 'node:fs';
 import type { Context } from '../context.js';
 import { notFound } from '../errors.js';
-import { ensureAttached, isAttached, unpinAll } from '../kernel/attach.js';
+import { ensureInstance, isSetUp, unpinAll } from '../kernel/attach.js';
 import { removeCgroup } from '../kernel/cgroup.js';
 import { openMaps, type MapFds } from '../kernel/maps.js';
 import { log } from '../log.js';
 import { rollBack } from '../undo.js';
 import { acquireLock } from './lock.js';
 import { reconcile } from './reconcile.js';
-import { syncSockets, type Transaction } from './rule.js';
+import { syncOwnership, type Transaction } from './rule.js';
 import { loadState, saveState, type State } from './state.js';
 
 /**
@@ -43,7 +43,7 @@ export function transaction<T>(ctx: Context, options: TransactionOptions, work: 
     const undo: Array<() => void> = [];
     let maps: MapFds | null = null;
     try {
-      const known = Object.keys(state.rules).length > 0 || isAttached(ctx.instance);
+      const known = Object.keys(state.rules).length > 0 || isSetUp(ctx.instance);
       if (options.attach || known) repairPins(ctx, known, undo);
       maps = openMaps(ctx.instance);
       if (!maps) {
@@ -54,7 +54,7 @@ export function transaction<T>(ctx: Context, options: TransactionOptions, work: 
       const t: Transaction = { ctx, maps, state, undo };
       reconcile(t, options.ending);
       const result = work(t);
-      syncSockets(t);
+      syncOwnership(t);
       saveState(ctx.instance.stateFile, state);
       return result;
     } catch (err) {
@@ -74,7 +74,7 @@ function repairPins(ctx: Context, known: boolean, undo: Array<() => void>): void
   const where = `instance ${ctx.instance.name}`;
   let repaired;
   try {
-    repaired = ensureAttached(ctx.instance, ctx.cgroupMount, ctx.objectPath);
+    repaired = ensureInstance(ctx.instance, ctx.cgroupMount, ctx.objectPath);
   } catch (err) {
     if (!known) throw err;
     log.warn(`${where} is missing pins and cannot be repaired: ${(err as Error).message}`);
@@ -96,7 +96,7 @@ function repairPins(ctx: Context, known: boolean, undo: Array<() => void>): void
     );
   }
   if (repaired.recoveredMaps.length + repaired.newMaps.length === 0) {
-    log.warn(`${where} had lost a pinned program or link; attached it again`);
+    log.warn(`${where} had lost a pinned program; loaded it again`);
   }
 }
 

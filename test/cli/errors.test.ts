@@ -89,7 +89,11 @@ const cases: Record<string, Case> = {
     stderr: /invalid LIMITER_INSTANCE/,
   },
   // set
-  'set without --pid': { args: () => ['set', '--rate', '1m'], code: 2, stderr: /required option '--pid/ },
+  'set without a target': {
+    args: () => ['set', '--rate', '1m'],
+    code: 2,
+    stderr: /set needs exactly one of --pid, --cgroup, --unit and --container/,
+  },
   'set without a rate': {
     args: () => ['set', '--pid', pid()],
     code: 2,
@@ -199,7 +203,7 @@ const cases: Record<string, Case> = {
     stderr: /^limiter: limiter needs root.*\nhint: run it with sudo/,
   },
   // unset
-  'unset without --pid': { args: () => ['unset'], code: 2, stderr: /required option '--pid/ },
+  'unset without a target': { args: () => ['unset'], code: 2, stderr: /unset needs exactly one of --pid/ },
   'unset a pid that is not limited': {
     args: () => ['unset', '--pid', pid()],
     code: 4,

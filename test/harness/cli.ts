@@ -75,10 +75,12 @@ export const cgroupOf = (pid: number) => /^0::(.*)$/m.exec(readFileSync(`/proc/$
 
 export interface JsonRule {
   name: string;
+  target: 'pid' | 'cgroup' | 'unit' | 'container';
+  targetPath: string | null;
   cgroupId: number;
   cgroupPath: string;
-  rateBytesPerSec: number;
-  bucketBytes: number;
+  rateBytesPerSec: number | null;
+  bucketBytes: number | null;
   pids: number[];
   passedBytes: number;
   droppedPackets: number;
@@ -86,6 +88,8 @@ export interface JsonRule {
   ingressBucketBytes: number | null;
   ingressPassedBytes: number;
   adoptedSockets: number;
+  adopted: { egress: number; ingress: number; listeners: number };
+  slot: number | null;
 }
 
 export const listJson = (env: NodeJS.ProcessEnv, ...args: string[]) =>

@@ -1,15 +1,17 @@
 /**
  * Everything an instance owns, as one comparable value: the cgroup tree and
- * its processes, the pins, the entries of the maps user space writes, and
- * the state file. Two snapshots are equal when nothing changed.
+ * its processes, the pins, the entries of the maps user space writes (the
+ * attachments' storage and the sockets' storage cannot be listed), and the
+ * state file. Two snapshots are equal when nothing changed.
  */
 import { closeSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LAYOUT, MAP_CONFIG, MAP_RULES, MAP_SOCKETS } from '../../lib/kernel/abi.js';
+import { LAYOUT, MAP_CONFIG, MAP_RULES } from '../../lib/kernel/abi.js';
 import { findCgroup2Mount, listPids } from '../../lib/kernel/cgroup.js';
 import { BPFFS_ROOT, RUN_ROOT } from '../../lib/instance.js';
 import { mapKeys, mapLookup, objGet } from '../../lib/kernel/bpf.js';
 
+/** The entries of a map, those of an array that are all zero left out. */
 function dumpMap(path: string, keySize: number, valueSize: number): string[] {
   const fd = objGet(path);
   if (fd === null) return [];
@@ -18,8 +20,9 @@ function dumpMap(path: string, keySize: number, valueSize: number): string[] {
       .map((key) => {
         const value = Buffer.alloc(valueSize);
         mapLookup(fd, key, value);
-        return `${key.toString('hex')}=${value.toString('hex')}`;
+        return value.some((b) => b !== 0) ? [`${key.toString('hex')}=${value.toString('hex')}`] : [];
       })
+      .flat()
       .sort();
   } finally {
     closeSync(fd);
@@ -30,7 +33,6 @@ export interface Snapshot {
   cgroups: Record<string, number[]>;
   pins: string[];
   rules: string[];
-  sockets: string[];
   config: string[];
   state: string | null;
 }
@@ -49,8 +51,7 @@ export function snapshot(instance: string): Snapshot {
   return {
     cgroups,
     pins: existsSync(bpffsDir) ? readdirSync(bpffsDir).sort() : [],
-    rules: dumpMap(join(bpffsDir, MAP_RULES), 8, LAYOUT.limiter_rule.size),
-    sockets: dumpMap(join(bpffsDir, MAP_SOCKETS), 8, LAYOUT.limiter_socket.size),
+    rules: dumpMap(join(bpffsDir, MAP_RULES), 4, LAYOUT.limiter_rule.size),
     config: dumpMap(join(bpffsDir, MAP_CONFIG), 4, LAYOUT.limiter_config.size),
     state: existsSync(stateFile) ? readFileSync(stateFile, 'utf8') : null,
   };

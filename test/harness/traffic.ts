@@ -3,19 +3,10 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import {
-  decodeState,
-  emptyRuleBuffer,
-  emptyStateBuffer,
-  encodeCgroupId,
-  encodeSlot,
-  decodeRule,
-  MAP_RULES,
-  MAP_STATE,
-} from '../../lib/kernel/abi.js';
-import { cgroupId, findCgroup2Mount } from '../../lib/kernel/cgroup.js';
+import { decodeState, emptyStateBuffer, MAP_STATE, u32Key } from '../../lib/kernel/abi.js';
 import { BPFFS_ROOT } from '../../lib/instance.js';
 import { mapLookup, objGet } from '../../lib/kernel/bpf.js';
+import { listJson } from './cli.js';
 
 export type Family = 'ipv4' | 'ipv6';
 export const LOOPBACK: Record<Family, string> = { ipv4: '127.0.0.1', ipv6: '::1' };
@@ -221,14 +212,11 @@ export function sampleCounters(
   everyMs = 100,
   direction: 'egress' | 'ingress' = 'egress',
 ) {
-  const rulesFd = objGet(join(BPFFS_ROOT, instance, MAP_RULES));
   const stateFd = objGet(join(BPFFS_ROOT, instance, MAP_STATE));
-  if (rulesFd === null || stateFd === null) throw new Error(`instance ${instance} has no pinned maps`);
-  const ruleBuf = emptyRuleBuffer();
-  if (!mapLookup(rulesFd, encodeCgroupId(cgroupId(join(findCgroup2Mount(), instance, rule))), ruleBuf)) {
-    throw new Error(`rule ${rule} is not in the rules map`);
-  }
-  const slotKey = encodeSlot(decodeRule(ruleBuf).slot);
+  if (stateFd === null) throw new Error(`instance ${instance} has no pinned maps`);
+  const slot = listJson({ LIMITER_INSTANCE: instance }).rules.find((r) => r.name === rule)?.slot;
+  if (slot === undefined || slot === null) throw new Error(`rule ${rule} has no slot in the kernel`);
+  const slotKey = u32Key(slot);
   const samples: Sample[] = [];
   const stateBuf = emptyStateBuffer();
   const read = () => {
@@ -249,7 +237,6 @@ export function sampleCounters(
     stop(): Sample[] {
       clearInterval(timer);
       read();
-      closeSync(rulesFd);
       closeSync(stateFd);
       return samples;
     },

@@ -116,14 +116,22 @@ describe('purge', () => {
     runCli(['set', '--pid', String(a.pid), '--rate', '1m'], env);
     runCli(['set', '--pid', String(b.pid), '--rate', '2m', '--name', 'web'], env);
     const bpf = list(env, '--bpf').bpf!;
-    expect(bpf.link).not.toBeNull();
-    expect(bpf.programs.map((p) => p.hook)).toEqual(['egress', 'ingress', 'sock_ops']);
+    // Three links per rule: egress, ingress and sock_ops on its cgroup.
+    expect(bpf.links.map((l) => l.hook).sort()).toEqual([
+      'egress',
+      'egress',
+      'ingress',
+      'ingress',
+      'sock_ops',
+      'sock_ops',
+    ]);
+    expect(bpf.programs).toHaveLength(5);
 
     const result = runCli(['purge'], env);
     expect(result.code).toBe(0);
     expect(instanceFootprint(instance)).toEqual([]);
     // The kernel frees programs and maps after an RCU grace period: wait for it, boundedly.
-    expect(await released('link', bpf.link!.id)).toBe(true);
+    for (const link of bpf.links) expect(await released('link', link.id)).toBe(true);
     for (const program of bpf.programs) expect(await released('prog', program.id)).toBe(true);
     for (const map of bpf.maps) expect(await released('map', map.id)).toBe(true);
     expect([a, b].map((p) => cgroupOf(p.pid))).toEqual(origins);

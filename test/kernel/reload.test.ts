@@ -45,8 +45,8 @@ describe('reload', () => {
     const samples = sampler.stop();
 
     const after = listJson(env, '--bpf');
-    expect(after.bpf!.link!.id).toBe(before.link!.id);
-    expect(after.bpf!.link!.programId).not.toBe(before.link!.programId);
+    expect(after.bpf!.links.map((l) => l.id)).toEqual(before.links.map((l) => l.id));
+    for (const [i, link] of after.bpf!.links.entries()) expect(link.programId).not.toBe(before.links[i].programId);
     expect(after.rules[0]).toMatchObject({ rateBytesPerSec: RATE, bucketBytes: RATE });
     for (let i = 1; i < samples.length; i++)
       expect(samples[i].passedBytes).toBeGreaterThanOrEqual(samples[i - 1].passedBytes);
@@ -59,7 +59,7 @@ describe('reload', () => {
     const sleeper = gated('sleep', ['60']);
     scope.defer(() => sleeper.kill());
     expect(runCli(['set', '--pid', String(sleeper.pid), '--rate', '1m'], env).code).toBe(0);
-    const before = listJson(env, '--bpf').bpf!.link;
+    const before = listJson(env, '--bpf').bpf!.links;
     const dir = mkdtempSync(join(tmpdir(), 'limiter-bad-'));
     scope.defer(() => rmSync(dir, { recursive: true }));
     writeFileSync(join(dir, 'junk.o'), 'not an ELF file\n');
@@ -74,7 +74,7 @@ describe('reload', () => {
       expect(result.stdout).toBe('');
       expect(result.stderr).toMatch(message);
       expect(result.code).toBe(code);
-      expect(listJson(env, '--bpf').bpf!.link).toEqual(before);
+      expect(listJson(env, '--bpf').bpf!.links).toEqual(before);
     }
     const wrongPath = runCli(['reload', '--cgroup-path', '/sys/fs/cgroup'], env);
     expect(wrongPath.code).toBe(2);

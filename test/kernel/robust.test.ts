@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, rmdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MAP_RULES, PIN } from '../../lib/kernel/abi.js';
+import { MAP_RULES, PROG_EGRESS } from '../../lib/kernel/abi.js';
 import { findCgroup2Mount } from '../../lib/kernel/cgroup.js';
 import { BPFFS_ROOT, packageRoot, RUN_ROOT } from '../../lib/instance.js';
 import { CLI, cgroupOf, instanceFootprint, listJson, runCli, sleep } from '../harness/cli.js';
@@ -209,16 +209,31 @@ describe('things that vanish underneath', () => {
     expectConsistent(env, instance);
   });
 
-  it('the pinned link removed (the program detached): attached again', () => {
+  it("a rule's pinned link removed (its program detached): attached again", () => {
     const { env, instance, next } = twoRules('nolink');
-    unlinkSync(join(BPFFS_ROOT, instance, PIN.egressLink));
+    const a = listJson(env).rules.find((r) => r.name === 'a')!;
+    unlinkSync(join(BPFFS_ROOT, instance, `rule_${a.cgroupId}_egress`));
     expect(runCli(['list'], env).stderr).toMatch(/limits may not be enforced/);
     const result = next();
     expect(result.code).toBe(0);
-    expect(result.stderr).toMatch(/had lost a pinned program or link; attached it again/);
+    expect(result.stderr).toMatch(/rule a had lost its egress link; attached it again/);
     const bpf = listJson(env, '--bpf').bpf!;
-    expect(bpf.link).not.toBeNull();
-    expect(bpf.programs.map((p) => p.hook)).toEqual(['egress', 'ingress', 'sock_ops']);
+    expect(
+      bpf.links
+        .filter((l) => l.target === a.cgroupId)
+        .map((l) => l.hook)
+        .sort(),
+    ).toEqual(['egress', 'ingress', 'sock_ops']);
+    expectConsistent(env, instance);
+  });
+
+  it('a pinned program removed: loaded again, the links keep working', () => {
+    const { env, instance, next } = twoRules('noprog');
+    unlinkSync(join(BPFFS_ROOT, instance, PROG_EGRESS));
+    const result = next();
+    expect(result.code).toBe(0);
+    expect(result.stderr).toMatch(/had lost a pinned program; loaded it again/);
+    expect(listJson(env, '--bpf').bpf!.programs.map((p) => p.name)).toContain(PROG_EGRESS);
     expectConsistent(env, instance);
   });
 

@@ -10,17 +10,20 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-const sample: State = {
-  version: 2,
-  lastRule: 'web',
-  rules: {
-    web: {
-      cgroupId: 1234,
-      members: { '42': { origin: '/user.slice', startTime: 99, sockets: ['7'] } },
-      released: [],
-    },
-  },
+const web = {
+  target: { kind: 'pid' as const },
+  cgroupId: 1234,
+  members: { '42': { origin: '/user.slice', startTime: 99, adopted: { sockets: 2, listeners: 1 } } },
+  owned: true,
 };
+const ci = {
+  target: { kind: 'unit' as const, unit: 'ci.service', path: '/system.slice/ci.service' },
+  cgroupId: 99,
+  members: {},
+  owned: false,
+};
+const sample: State = { version: 2, lastRule: 'web', rules: { web, ci } };
+const withRule = (rule: unknown) => JSON.stringify({ ...sample, rules: { web: rule } });
 
 describe('state store', () => {
   it('is empty when there is no file', () => {
@@ -35,22 +38,19 @@ describe('state store', () => {
     expect(readFileSync(file, 'utf8').endsWith('\n')).toBe(true);
   });
 
-  it('reads a version 1 file, whose limits and slots the maps hold, as version 2', () => {
-    const web = { ...sample.rules.web, slot: 3, egress: { rate: 1048576, bucket: 1048576 }, ingress: null };
-    expect(parseState(JSON.stringify({ ...sample, version: 1, rules: { web } }))).toEqual(sample);
-  });
-
   it.each([
     ['not JSON', '{'],
-    ['unknown version', JSON.stringify({ ...sample, version: 3 })],
-    ['rule without cgroup id', JSON.stringify({ ...sample, rules: { web: { members: {}, released: [] } } })],
-    [
-      'cookie that is not a number',
-      JSON.stringify({ ...sample, rules: { web: { cgroupId: 1, members: {}, released: ['x'] } } }),
-    ],
+    ['another version', JSON.stringify({ ...sample, version: 1 })],
+    ['rule without cgroup id', withRule({ ...web, cgroupId: 'x' })],
+    ['target of no known kind', withRule({ ...web, target: { kind: 'x' } })],
+    ['unit target without a path', withRule({ ...ci, target: { kind: 'unit', unit: 'ci.service' } })],
     [
       'member without origin',
-      JSON.stringify({ ...sample, rules: { web: { cgroupId: 1, members: { 1: {} }, released: [] } } }),
+      withRule({ ...web, members: { 1: { startTime: 1, adopted: { sockets: 0, listeners: 0 } } } }),
+    ],
+    [
+      'negative socket count',
+      withRule({ ...web, members: { 1: { ...web.members['42'], adopted: { sockets: -1, listeners: 0 } } } }),
     ],
     ['array of rules', JSON.stringify({ ...sample, rules: [] })],
   ])('rejects a file with %s', (_why, text) => {
