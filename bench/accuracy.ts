@@ -3,6 +3,7 @@
  * pair between two namespaces of the bench's own.
  */
 import { runCli } from '../test/harness/cli.js';
+import { enter, standInCgroup } from '../test/harness/http.js';
 import { gated, inNetns, iperfClientArgs, iperfServer, type IperfInterval } from '../test/harness/traffic.js';
 import { clearQdisc, setTbf, type Topology } from '../test/harness/topology.js';
 
@@ -19,6 +20,12 @@ export interface AccuracyCase {
   bucketSeconds: number;
   /** limit the receiving side (ingress) instead of the sending side */
   direction?: 'egress' | 'ingress';
+  /**
+   * what is limited, and when: the sending process before it connects (the
+   * default); a server already listening, whose accepted connection sends
+   * (iperf3 -R); or a cgroup limited in place, the sender inside it
+   */
+  target?: 'process' | 'listening server' | 'cgroup in place';
 }
 
 export interface AccuracyResult extends AccuracyCase {
@@ -60,6 +67,8 @@ export async function runAccuracy(
   const rateBytes = c.rateBits / 8;
   const bucket = bucketBytes(c);
   const ingress = c.direction === 'ingress';
+  // The client receives (-R) when the limited side is the downloader or the server.
+  const reverse = ingress || c.target === 'listening server';
   const server = await iperfServer('ipv4', { netns: topology.receiver, address: topology.receiverAddress });
   const clientArgs = iperfClientArgs(server.port, {
     family: 'ipv4',
@@ -70,20 +79,25 @@ export async function runAccuracy(
     congestion: c.traffic === 'udp' ? undefined : c.traffic,
     parallel: c.flows > 1 ? c.flows : undefined,
   });
-  // ingress: the client receives (-R), so the limited process is the downloader.
-  if (ingress) clientArgs.push('-R');
+  if (reverse) clientArgs.push('-R');
   const [command, ...args] = inNetns(topology.sender, ['iperf3', ...clientArgs]);
   const client = gated(command, args);
+  const standIn = c.target === 'cgroup in place' ? standInCgroup('bench') : null;
   try {
     if (c.limiter === 'tbf') {
-      setTbf(topology, rateBytes, bucket, ingress ? 'server' : 'client');
+      setTbf(topology, rateBytes, bucket, reverse ? 'server' : 'client');
     } else {
-      const rateOption = ingress ? '--ingress-rate' : '--rate';
-      const bucketOption = ingress ? '--ingress-bucket' : '--bucket';
-      const set = runCli(
-        ['set', '--pid', String(client.pid), rateOption, String(rateBytes), bucketOption, String(bucket)],
-        env,
-      );
+      const limit = ingress
+        ? ['--ingress-rate', String(rateBytes), '--ingress-bucket', String(bucket)]
+        : ['--rate', String(rateBytes), '--bucket', String(bucket)];
+      if (standIn) enter(standIn.dir, client.pid);
+      const target =
+        c.target === 'listening server'
+          ? ['--pid', String(server.pid)]
+          : standIn
+            ? ['--cgroup', standIn.dir]
+            : ['--pid', String(client.pid)];
+      const set = runCli(['set', ...target, ...limit], env);
       if (set.code !== 0) throw new Error(`limiter set failed: ${set.stderr}`);
     }
     client.go();
@@ -94,7 +108,7 @@ export async function runAccuracy(
     } catch {
       json = { error: exited.stderr || 'no JSON from iperf3' };
     }
-    const intervals = ingress
+    const intervals = reverse
       ? receiverIntervalsOf(exited.stdout)
       : await server.result.catch(() => [] as IperfInterval[]);
     const steadyIntervals = intervals.filter((i) => i.start >= steadyFrom(c) - 1e-3);
@@ -113,6 +127,8 @@ export async function runAccuracy(
     server.kill();
     if (c.limiter === 'tbf') clearQdisc(topology);
     else runCli(['purge'], env);
+    await client.done.catch(() => {});
+    standIn?.remove();
   }
 }
 

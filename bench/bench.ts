@@ -64,6 +64,13 @@ function accuracyCases(): AccuracyCase[] {
       for (const bucketSeconds of QUICK ? [0.1] : [1, 0.1])
         for (const limiter of ['limiter', 'tbf'] as const)
           cases.push({ limiter, traffic, flows: 1, rateBits, bucketSeconds, direction: 'ingress' });
+  // What was running before it was limited: a server already listening, and a cgroup limited in place.
+  for (const target of ['listening server', 'cgroup in place'] as const)
+    for (const traffic of QUICK ? (['cubic'] as const) : (['cubic', 'bbr'] as const))
+      for (const rateBits of [10 * MBIT, 100 * MBIT])
+        for (const bucketSeconds of QUICK ? [1] : [1, 0.1])
+          for (const limiter of ['limiter', 'tbf'] as const)
+            cases.push({ limiter, traffic, flows: 1, rateBits, bucketSeconds, target });
   return cases;
 }
 

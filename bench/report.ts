@@ -22,7 +22,7 @@ function rate(bits: number): string {
 /** One row per case, limiter and tbf side by side. */
 function accuracyRows(results: AccuracyResult[]): string[][] {
   const key = (r: AccuracyResult) =>
-    `${r.direction ?? 'egress'} ${r.traffic} ${r.flows} ${r.rateBits} ${r.bucketSeconds}`;
+    `${r.target ?? ''} ${r.direction ?? 'egress'} ${r.traffic} ${r.flows} ${r.rateBits} ${r.bucketSeconds}`;
   const tbf = new Map(results.filter((r) => r.limiter === 'tbf').map((r) => [key(r), r]));
   return results
     .filter((r) => r.limiter === 'limiter')
@@ -30,7 +30,9 @@ function accuracyRows(results: AccuracyResult[]): string[][] {
       const peer = tbf.get(key(r));
       const better = peer ? Math.abs(1 - r.steady) <= Math.abs(1 - peer.steady) + 0.005 : true;
       return [
-        r.direction === 'ingress' ? `${r.traffic} ingress` : r.traffic,
+        [r.traffic, r.direction === 'ingress' ? 'ingress' : '', r.target ? `(${r.target})` : '']
+          .filter(Boolean)
+          .join(' '),
         String(r.flows),
         rate(r.rateBits),
         `${r.bucketSeconds * 1000} ms`,

@@ -35,6 +35,7 @@ export interface Bindings {
   mount(source: string, target: string, fstype: string, flags: number, data: null): number;
   syscall(number: number, ...args: unknown[]): number | bigint;
   getsockopt(fd: number, level: number, name: number, value: Buffer, length: Uint32Array): number;
+  setsockopt(fd: number, level: number, name: number, value: Buffer, length: number): number;
   setns(fd: number, nstype: number): number;
   if_nameindex(): bigint | null;
   if_freenameindex(ptr: bigint): void;
@@ -118,6 +119,7 @@ export function bindings(): Bindings {
     getsockopt: libc.func(
       'int getsockopt(int fd, int level, int name, _Out_ uint8_t *value, _Inout_ uint32_t *length)',
     ),
+    setsockopt: libc.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t length)'),
     setns: libc.func('int setns(int fd, int nstype)'),
     if_nameindex: libc.func('void *if_nameindex(void)'),
     if_freenameindex: libc.func('void if_freenameindex(void *ptr)'),

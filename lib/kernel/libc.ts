@@ -8,6 +8,9 @@ export const LockOp = { shared: 1, exclusive: 2, nonBlocking: 4, unlock: 8 } as 
 const SOL_SOCKET = 1;
 const SO_TYPE = 3;
 const SO_ACCEPTCONN = 30;
+const SO_MAX_PACING_RATE = 47;
+/** SO_MAX_PACING_RATE's "no limit" */
+export const NO_PACING = 0xffffffffffffffffn;
 const SO_DOMAIN = 39;
 const SO_COOKIE = 57;
 const CLONE_NEWNET = 0x40000000;
@@ -47,6 +50,19 @@ function socketOption(fd: number, name: number, size: 4 | 8, label: string): Buf
     throw new SystemCallError(`getsockopt ${label}`, lastErrno());
   }
   return value;
+}
+
+/** The most a TCP socket's own pacing sends, bytes per second (u64; NO_PACING: no limit). */
+export function maxPacingRate(fd: number): bigint {
+  return socketOption(fd, SO_MAX_PACING_RATE, 8, 'SO_MAX_PACING_RATE').readBigUInt64LE(0);
+}
+
+export function setMaxPacingRate(fd: number, rate: bigint): void {
+  const value = Buffer.alloc(8);
+  value.writeBigUInt64LE(rate);
+  if (bindings().setsockopt(fd, SOL_SOCKET, SO_MAX_PACING_RATE, value, 8) !== 0) {
+    throw new SystemCallError('setsockopt SO_MAX_PACING_RATE', lastErrno());
+  }
 }
 
 export interface SocketIdentity {

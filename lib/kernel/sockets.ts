@@ -8,7 +8,7 @@ import { closeSync, readdirSync, readlinkSync } from 'node:fs';
 import { errnoCode } from '../errors.js';
 import { emptySocketBuffer, encodeOwnedSocket, socketKey } from './abi.js';
 import { mapDelete, mapLookup, mapUpdate } from './bpf.js';
-import { pidfdGetfd, pidfdOpen, socketIdentity, type SocketIdentity } from './libc.js';
+import { maxPacingRate, pidfdGetfd, pidfdOpen, setMaxPacingRate, socketIdentity, type SocketIdentity } from './libc.js';
 
 const AF_INET = 2;
 const AF_INET6 = 10;
@@ -63,31 +63,41 @@ function eachInetSocket(pid: number, visit: (fd: number, identity: SocketIdentit
 
 /**
  * Gives every internet socket of pid to the rule at slot (whose cgroup id is
- * owner), or releases them (slot NO_SLOT). Returns what it counted and how
- * to put the sockets' previous entries back.
+ * owner), or releases them (slot NO_SLOT). TCP sockets are paced at pacing
+ * bytes per second when it is given (a listener's pacing passes to what it
+ * accepts): their cgroup's programs do not run for them, so they cannot be
+ * paced at their share as the rule's own sockets are. Returns what it counted
+ * and how to put the sockets' previous entries and pacing back.
  */
 export function ownSockets(
   socketsMap: number,
   pid: number,
   owner: number,
   slot: number,
+  pacing: bigint | null,
 ): { count: OwnedCount; undo: () => void } {
   const count: OwnedCount = { sockets: 0, listeners: 0, other: 0 };
-  const previous = new Map<string, Buffer | null>();
+  const previous = new Map<string, { entry: Buffer | null; pacing: bigint | null }>();
   eachInetSocket(pid, (fd, identity) => {
     const old = emptySocketBuffer();
-    previous.set(identity.cookie, mapLookup(socketsMap, socketKey(fd), old) ? old : null);
+    const tcp = identity.type === SOCK_STREAM && pacing !== null;
+    previous.set(identity.cookie, {
+      entry: mapLookup(socketsMap, socketKey(fd), old) ? old : null,
+      pacing: tcp ? maxPacingRate(fd) : null,
+    });
     mapUpdate(socketsMap, socketKey(fd), encodeOwnedSocket(owner, slot));
+    if (tcp) setMaxPacingRate(fd, pacing);
     if (identity.listening) count.listeners += 1;
     else if (identity.type === SOCK_STREAM || identity.type === SOCK_DGRAM) count.sockets += 1;
     else count.other += 1;
   });
   const undo = () =>
     eachInetSocket(pid, (fd, identity) => {
-      if (!previous.has(identity.cookie)) return;
-      const old = previous.get(identity.cookie)!;
-      if (old) mapUpdate(socketsMap, socketKey(fd), old);
+      const old = previous.get(identity.cookie);
+      if (!old) return;
+      if (old.entry) mapUpdate(socketsMap, socketKey(fd), old.entry);
       else mapDelete(socketsMap, socketKey(fd));
+      if (old.pacing !== null) setMaxPacingRate(fd, old.pacing);
     });
   return { count, undo };
 }

@@ -8,6 +8,7 @@ import type { Context } from '../context.js';
 import { NO_SLOT } from '../kernel/abi.js';
 import { cgroupDirOf, cgroupOfPid, movePid } from '../kernel/cgroup.js';
 import { descendants, readProcess } from '../kernel/proc.js';
+import { NO_PACING } from '../kernel/libc.js';
 import { ownSockets, type OwnedCount } from '../kernel/sockets.js';
 import { log } from '../log.js';
 import { kernelRuleOf, memberOf, removeIfEmpty, ruleDir, ruleOfPid, type Transaction } from '../store/rule.js';
@@ -55,8 +56,8 @@ export function recordJoin(t: Transaction, pid: number, rule: string, tree = fal
 }
 
 /** Gives pid's sockets to the rule at slot (or releases them, NO_SLOT), undoably. */
-function own(t: Transaction, pid: number, owner: number, slot: number): OwnedCount {
-  const { count, undo } = ownSockets(t.maps.sockets, pid, owner, slot);
+function own(t: Transaction, pid: number, owner: number, slot: number, pacing: bigint | null): OwnedCount {
+  const { count, undo } = ownSockets(t.maps.sockets, pid, owner, slot, pacing);
   t.undo.push(undo);
   return count;
 }
@@ -84,7 +85,9 @@ export function completeJoins(t: Transaction, joining: Joining[]): JoinResult[] 
     undo.push(() =>
       movePid(pid, current === null ? cgroupDirOf(ctx.cgroupMount, member.origin) : ruleDir(ctx, current)),
     );
-    const count = own(t, pid, record.cgroupId, kernelRuleOf(t, rule).slot);
+    const { slot, value } = kernelRuleOf(t, rule);
+    const upload = value.limits.egress.rate;
+    const count = own(t, pid, record.cgroupId, slot, upload ? BigInt(upload) : null);
     member.adopted = { sockets: count.sockets + count.other, listeners: count.listeners };
     if (count.other > 0) {
       log.warn(`pid ${pid} has ${count.other} internet socket(s) neither TCP nor UDP: their downloads are not limited`);
@@ -100,6 +103,18 @@ export function completeJoins(t: Transaction, joining: Joining[]): JoinResult[] 
     }
     return { pid, left: current, removedRule, adopted: count };
   });
+}
+
+/** After a rule's upload limit changed: the sockets its members brought along are paced at the new one. */
+export function repace(t: Transaction, rule: string): void {
+  const record = t.state.rules[rule];
+  const { slot, value } = kernelRuleOf(t, rule);
+  const upload = value.limits.egress.rate;
+  for (const [pid, member] of Object.entries(record.members)) {
+    if (member.adopted.sockets + member.adopted.listeners > 0) {
+      own(t, Number(pid), record.cgroupId, slot, upload ? BigInt(upload) : NO_PACING);
+    }
+  }
 }
 
 /** pid (and, with tree, its descendants) into a rule. */
@@ -126,7 +141,7 @@ export function leaveRule(t: Transaction, pid: number): LeaveResult | null {
   if (rule === null) return null;
   const member = memberOf(state, rule, pid);
   const origin = returnToOrigin(ctx, member, pid);
-  const released = own(t, pid, 0, NO_SLOT);
+  const released = own(t, pid, 0, NO_SLOT, NO_PACING);
   if (released.sockets + released.listeners + released.other > 0) markOwned(t, rule);
   delete state.rules[rule]?.members[String(pid)];
   return { pid, rule, origin, removedRule: removeIfEmpty(t, rule) };

@@ -8,7 +8,7 @@ import { changeLimits, createRule, ruleOfPid, type Transaction } from '../store/
 import type { RuleTarget } from '../store/state.js';
 import { transaction } from '../store/transaction.js';
 import { describeInTransaction, type RuleInfo } from './list.js';
-import { completeJoins, recordJoin, type JoinResult, type Joining } from './membership.js';
+import { completeJoins, recordJoin, repace, type JoinResult, type Joining } from './membership.js';
 import { resolveInPlace, type InPlaceSpec } from './target.js';
 
 export type SetTarget = { pid: number; tree?: boolean } | InPlaceSpec;
@@ -52,7 +52,10 @@ function plan(t: Transaction, options: SetOptions): Planned {
   const limits = options.limits;
   const setLimits = (name: string, target: RuleTarget, created: boolean) => {
     if (created) createRule(t, name, target, { ...NO_LIMITS, ...limits });
-    else changeLimits(t, name, limits);
+    else {
+      changeLimits(t, name, limits);
+      if (limits.egress && target.kind === 'pid') repace(t, name);
+    }
     state.lastRule = name;
   };
   if ('pid' in options.target) {

@@ -83,25 +83,27 @@ function resolveUnit(ctx: Context, unit: string): { path: string; dir: string } 
   return checkedCgroup(ctx, unit, cgroupDirOf(ctx.cgroupMount, found[0]));
 }
 
-/** The main process of a container, from docker or podman. */
+/** The main process of a container, from docker or podman (the first whose daemon answers). */
 function containerPid(container: string): number {
-  const engines = ['docker', 'podman'];
-  for (const engine of engines) {
+  const silent: string[] = [];
+  for (const engine of ['docker', 'podman']) {
     const result = spawnSync(engine, ['inspect', '--format', '{{.State.Pid}}', container], { encoding: 'utf8' });
     if (result.error) continue; // not installed
     const pid = Number(result.stdout.trim());
     if (result.status === 0 && Number.isInteger(pid) && pid > 0) return pid;
+    const reason = result.stderr.trim().split('\n')[0] ?? '';
+    if (/cannot connect|daemon/i.test(reason)) {
+      silent.push(`${engine}: ${reason}`);
+      continue;
+    }
     throw notFound('no-such-container', `${engine} knows no running container ${container}`, {
-      hint: result.stderr.trim().split('\n')[0] || undefined,
+      hint: reason || undefined,
     });
   }
-  throw unsupported(
-    'no-container-engine',
-    `neither ${engines.join(' nor ')} is installed to find container ${container}`,
-    {
-      hint: 'give its cgroup with --cgroup (cat /proc/<its pid>/cgroup)',
-    },
-  );
+  const why = silent.length > 0 ? silent.join('; ') : 'neither docker nor podman is installed';
+  throw unsupported('no-container-engine', `no container engine answers to find container ${container} (${why})`, {
+    hint: 'give its cgroup with --cgroup (cat /proc/<its pid>/cgroup)',
+  });
 }
 
 function resolveContainer(ctx: Context, container: string): { path: string; dir: string } {

@@ -61,7 +61,7 @@ function isListening(port: number, pid: number): boolean {
   );
 }
 
-async function waitUntil(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+export async function waitUntil(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -77,6 +77,7 @@ export interface IperfInterval {
 
 export interface IperfServer {
   port: number;
+  pid: number;
   /** the receiver's intervals, once the one test it serves has ended */
   result: Promise<IperfInterval[]>;
   kill(): void;
@@ -107,7 +108,7 @@ export async function iperfServer(
     return (json.intervals ?? []).map((i) => ({ start: i.sum.start, end: i.sum.end, bytes: i.sum.bytes }));
   });
   result.catch(() => {});
-  return { port, result, kill: () => child.kill('SIGKILL') };
+  return { port, pid: child.pid!, result, kill: () => child.kill('SIGKILL') };
 }
 
 /** A command that waits for go() before it execs, so that it can be limited before it opens a socket. */

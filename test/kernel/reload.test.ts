@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { bpfObjectPath, packageRoot } from '../../lib/instance.js';
 import { listJson, runCli, sleep } from '../harness/cli.js';
+import { standInCgroup } from '../harness/http.js';
 import { testScope } from '../harness/scope.js';
 import {
   gated,
@@ -79,5 +80,21 @@ describe('reload', () => {
     const wrongPath = runCli(['reload', '--cgroup-path', '/sys/fs/cgroup'], env);
     expect(wrongPath.code).toBe(2);
     expect(listJson(env).rules).toHaveLength(1);
+  });
+});
+
+describe('reload with a cgroup limited in place', () => {
+  it('gives its links the new program and keeps the limit', () => {
+    const { env } = scope.instance('reloadin');
+    const standIn = standInCgroup('reload');
+    scope.defer(() => standIn.remove());
+    expect(runCli(['set', '--cgroup', standIn.dir, '--rate', '1m'], env).code).toBe(0);
+    const before = listJson(env, '--bpf').bpf!.links;
+    const reload = runCli(['reload'], env);
+    expect(reload.code, reload.stderr).toBe(0);
+    const after = listJson(env, '--bpf');
+    expect(after.bpf!.links.map((l) => l.id)).toEqual(before.map((l) => l.id));
+    expect(after.bpf!.links.map((l) => l.programId)).not.toEqual(before.map((l) => l.programId));
+    expect(after.rules).toMatchObject([{ target: 'cgroup', targetPath: standIn.path, rateBytesPerSec: RATE }]);
   });
 });

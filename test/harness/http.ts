@@ -1,0 +1,154 @@
+/**
+ * Real clients and servers users have: python's http.server and curl, in a
+ * network namespace of the test's own; and a stand-in for a systemd unit's
+ * or a container's cgroup, which the test creates and removes.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { findCgroup2Mount, listPids } from '../../lib/kernel/cgroup.js';
+import {
+  collect,
+  freePort,
+  gated,
+  inNetns,
+  LOOPBACK,
+  waitUntil,
+  type Exited,
+  type Family,
+  type Gated,
+} from './traffic.js';
+
+/** A directory of files to serve: name → size in bytes. */
+export function servedFiles(files: Record<string, number>): { dir: string; remove(): void } {
+  const dir = mkdtempSync(join(tmpdir(), 'limiter-www-'));
+  for (const [name, size] of Object.entries(files)) writeFileSync(join(dir, name), Buffer.alloc(size, 0x5a));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export interface HttpServer extends Gated {
+  port: number;
+  url(file: string): string;
+}
+
+/**
+ * python3 -m http.server on loopback in netns, started before anything is
+ * limited; before() runs between its start and its exec (to put it into a
+ * cgroup). Resolves once it listens.
+ */
+export async function httpServer(
+  netns: string,
+  family: Family,
+  dir: string,
+  before?: (pid: number) => void,
+): Promise<HttpServer> {
+  const port = await freePort();
+  const address = LOOPBACK[family];
+  const [command, ...args] = inNetns(netns, [
+    'python3',
+    '-m',
+    'http.server',
+    '--bind',
+    address,
+    '--directory',
+    dir,
+    String(port),
+  ]);
+  const server = gated(command, args, 300_000);
+  before?.(server.pid);
+  server.go();
+  await waitUntil(() => listens(netns, port), `http.server on port ${port}`);
+  const host = family === 'ipv6' ? `[${address}]` : address;
+  return { ...server, port, url: (file) => `http://${host}:${port}/${file}` };
+}
+
+function listens(netns: string, port: number): boolean {
+  return spawnSync('ip', ['netns', 'exec', netns, 'ss', '-Htln', `sport = :${port}`], {
+    encoding: 'utf8',
+  }).stdout.includes(String(port));
+}
+
+export interface Download {
+  /** bytes per second over the whole transfer, as curl measures it */
+  speed: number;
+  bytes: number;
+  seconds: number;
+}
+
+/** curl downloads url inside netns, into nothing; resolves with what it measured. */
+export async function curl(netns: string, url: string, extra: string[] = []): Promise<Download> {
+  const [command, ...args] = inNetns(netns, [
+    'curl',
+    '-sS',
+    '--max-time',
+    '60',
+    '-o',
+    '/dev/null',
+    '-w',
+    '%{speed_download} %{size_download} %{time_total}',
+    ...extra,
+    url,
+  ]);
+  const exited: Exited = await collect(spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] }), 90_000);
+  if (exited.code !== 0) throw new Error(`curl ${url}: ${exited.stderr}`);
+  const [speed, bytes, seconds] = exited.stdout.trim().split(' ').map(Number);
+  return { speed: speed, bytes: bytes, seconds: seconds };
+}
+
+/** A curl download into a file, running: its size can be sampled while it grows. */
+export function curlToFile(netns: string, url: string, extra: string[] = []): Gated & { file: string; size(): number } {
+  const dir = mkdtempSync(join(tmpdir(), 'limiter-dl-'));
+  const file = join(dir, 'download');
+  const [command, ...args] = inNetns(netns, ['curl', '-sS', '--max-time', '60', '-o', file, ...extra, url]);
+  const download = gated(command, args);
+  return {
+    ...download,
+    file,
+    size: () => (existsSync(file) ? statSync(file).size : 0),
+    kill: () => {
+      download.kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface StandIn {
+  /** the unit's name, e.g. web-1234.service */
+  unit: string;
+  /** the cgroup path as /proc/<pid>/cgroup shows it */
+  path: string;
+  dir: string;
+  /** removes the cgroups; the test has ended their processes */
+  remove(): void;
+}
+
+/**
+ * A stand-in for a systemd service or a container: <cgroup2>/limiter-test-<tag>.slice/<unit>,
+ * which systemd would have made. No real unit's cgroup is ever touched.
+ */
+export function standInCgroup(tag: string): StandIn {
+  const id = `${tag}-${process.pid}-${Math.floor(Math.random() * 1e6)}`;
+  const slice = `/limiter-test-${id}.slice`;
+  const unit = `web-${id}.service`;
+  const mount = findCgroup2Mount();
+  mkdirSync(join(mount, slice));
+  mkdirSync(join(mount, slice, unit));
+  const dir = join(mount, slice, unit);
+  return {
+    unit,
+    path: `${slice}/${unit}`,
+    dir,
+    remove: () => {
+      for (const d of [dir, join(mount, slice)]) {
+        for (let i = 0; i < 50 && existsSync(d) && listPids(d).length > 0; i++) spawnSync('sleep', ['0.1']);
+        if (existsSync(d)) rmdirSync(d);
+      }
+    },
+  };
+}
+
+/** Puts a process the test started into a cgroup the test made. */
+export function enter(dir: string, pid: number): void {
+  writeFileSync(join(dir, 'cgroup.procs'), `${pid}\n`);
+}
