@@ -30,7 +30,8 @@ DOC_DATE := $(shell date -u -d @$${SOURCE_DATE_EPOCH:-$$(date +%s)} '+%B %Y')
 
 # Debian packages, by the targets that need them; each target installs its own.
 BUILD_APT := clang llvm libbpf-dev libbpf1 linux-libc-dev gcc
-TEST_APT  := iperf3 iproute2 tmux util-linux python3 curl groff-base debhelper dpkg-dev lintian
+TEST_APT  := iperf3 iproute2 tmux util-linux python3 curl groff-base debhelper dpkg-dev lintian \
+	prometheus ansible systemd
 BENCH_APT := iperf3 iproute2 python3
 DEMO_APT  := iperf3 iproute2
 

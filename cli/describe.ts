@@ -79,6 +79,7 @@ export function ruleToJson(rule: RuleInfo) {
   return {
     name: rule.name,
     target: rule.target.kind,
+    source: rule.source,
     targetPath: rule.target.kind === 'pid' ? null : rule.target.path,
     unit: rule.target.kind === 'unit' ? rule.target.unit : null,
     container: rule.target.kind === 'container' ? rule.target.container : null,

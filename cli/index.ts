@@ -21,8 +21,8 @@ function action(spec: CommandSpec) {
   return async (options: Options, command: Command) => {
     const globals = command.optsWithGlobals<{ verbose?: boolean; color: boolean }>();
     if (globals.verbose) setLogLevel('debug');
-    // run passes signals on to its command and top ends on them; every other command finishes the step it is in.
-    if (!['run', 'top'].includes(spec.name)) watchSignals();
+    // run passes signals on to its command, top and metrics end on them; the others finish the step they are in.
+    if (!spec.ownsSignals) watchSignals();
     await (await spec.load()).run(options as never, { style: await makeStyle(globals.color) });
     const signal = receivedSignal();
     if (signal) {

@@ -6,7 +6,7 @@
 import type { GlobalOptions } from './context.js';
 
 /** How the shell completes an option's value. */
-export type Completion = 'pid' | 'directory' | 'object' | 'unit' | 'none';
+export type Completion = 'pid' | 'directory' | 'object' | 'file' | 'unit' | 'none';
 
 export interface OptionSpec {
   /** commander's flags: '-o, --object <file>', '--tree' */
@@ -35,6 +35,8 @@ export interface CommandSpec {
   help?: string;
   /** option groups the synopsis shows as alternatives: (--a x | --b y | --c) */
   oneOf?: string[][];
+  /** the command handles SIGINT and SIGTERM itself (it passes them on, or they end it) */
+  ownsSignals?: boolean;
   load(): Promise<CommandModule>;
 }
 
@@ -165,6 +167,7 @@ killed it), and remove the rule when it ends.`,
       { flags: '--name <rule>', description: 'rule name (default: run-<pid>)', complete: 'none' },
     ],
     argument: { spec: '<command...>', description: 'the command and its arguments, after --', key: 'command' },
+    ownsSignals: true,
     load: () => import('./commands/run.js'),
   },
   {
@@ -197,7 +200,48 @@ kernel's counters, a bar of rate against limit and the share of packets dropped.
       { flags: '--once', description: 'print one frame, measured over one interval, and exit' },
       { flags: '--json', description: 'print one JSON object per interval, one per line' },
     ],
+    ownsSignals: true,
     load: () => import('./commands/top.js'),
+  },
+  {
+    name: 'apply',
+    summary: 'make the rules from the rules file so: create, change and remove them',
+    manual: String.raw`Make the kernel match the rules file (see \fBRULES FILE\fR): create, change and
+remove the rules that came from it, one line per change (\fB+\fR, \fB~\fR, \fB\-\fR), or say that
+nothing changed. Rules made with \fBset\fR are never touched. A rule that is unchanged is not
+written, so its tokens and counters carry on. A rule whose unit is not running is waiting,
+not an error. For each service the file names, a drop\-in in \fI/etc/systemd/system/<unit>.d/\fR
+applies its rule again whenever the unit starts (with a new cgroup).`,
+    options: [
+      {
+        flags: '-f, --file <path>',
+        description: 'the rules file (default: /etc/limiter/rules.toml)',
+        complete: 'file',
+      },
+      { flags: '--dry-run', description: 'print what would change, and change nothing' },
+      {
+        flags: '--unit <name>',
+        description: "only this unit's rules (what its drop-in runs when it starts)",
+        complete: 'unit',
+      },
+    ],
+    load: () => import('./commands/apply.js'),
+  },
+  {
+    name: 'metrics',
+    summary: 'print the rules as Prometheus metrics, or serve them at /metrics',
+    manual: String.raw`Print, per rule and direction, the limit, the bucket, and the passed and dropped bytes
+and packets in the Prometheus text format, labelled \fBrule\fR, \fBdirection\fR and \fBtarget\fR. With
+\fB\-\-listen\fR, serve the same at \fI/metrics\fR until a signal ends it. Reading writes nothing.`,
+    options: [
+      {
+        flags: '--listen [address]',
+        description: 'serve at http://address/metrics (default 127.0.0.1:9417; give an address to open it wider)',
+        complete: 'none',
+      },
+    ],
+    ownsSignals: true,
+    load: () => import('./commands/metrics.js'),
   },
   {
     name: 'doctor',

@@ -76,6 +76,7 @@ function completion() {
     ['pid', 'COMPREPLY=($(compgen -W "$(command ps -e -o pid= 2>/dev/null)" -- "$cur"))'],
     ['directory', '_filedir -d'],
     ['object', '_filedir o'],
+    ['file', '_filedir'],
     [
       'unit',
       "COMPREPLY=($(compgen -W \"$(command find /sys/fs/cgroup -maxdepth 6 -type d \\( -name '*.service' -o -name '*.scope' -o -name '*.slice' \\) -printf '%f\\n' 2>/dev/null | sort -u)\" -- \"$cur\"))",

@@ -6,12 +6,13 @@ import { cgroupId, childCgroups, listPids, subtreePids } from '../kernel/cgroup.
 import { kernelRules, openMaps, readCounters, type KernelRule, type MapFds } from '../kernel/maps.js';
 import { requireUserProcess } from '../kernel/proc.js';
 import { kernelOf, ruleOfPid, targetDir, type Transaction } from '../store/rule.js';
-import { loadState, type RuleRecord, type RuleTarget, type State } from '../store/state.js';
+import { loadState, type RuleRecord, type RuleSource, type RuleTarget, type State } from '../store/state.js';
 import { resolveInPlace, type InPlaceSpec } from './target.js';
 
 export interface RuleInfo {
   name: string;
   target: RuleTarget;
+  source: RuleSource;
   cgroupId: number;
   cgroupPath: string;
   /** null when the kernel has no limit for it */
@@ -28,7 +29,7 @@ export interface RuleInfo {
 export function describeRule(
   ctx: Context,
   name: string,
-  record: Pick<RuleRecord, 'target' | 'cgroupId' | 'members'>,
+  record: Pick<RuleRecord, 'target' | 'source' | 'cgroupId' | 'members'>,
   kernel: KernelRule | null,
   maps: MapFds | null,
 ): RuleInfo {
@@ -37,6 +38,7 @@ export function describeRule(
   return {
     name,
     target: record.target,
+    source: record.source,
     cgroupId: record.cgroupId,
     cgroupPath: dir,
     value: kernel?.value ?? null,
@@ -65,13 +67,14 @@ export type ListFilter = { pid: number } | InPlaceSpec;
  */
 export function listRules(ctx: Context, filter?: ListFilter): RuleInfo[] {
   const state: State | null = existsSync(ctx.instance.stateFile) ? loadState(ctx.instance.stateFile) : null;
-  const records = new Map<string, Pick<RuleRecord, 'target' | 'cgroupId' | 'members'>>(
+  const records = new Map<string, Pick<RuleRecord, 'target' | 'source' | 'cgroupId' | 'members'>>(
     Object.entries(state?.rules ?? {}),
   );
   for (const name of childCgroups(ctx.instance.cgroupDir)) {
     if (!records.has(name))
       records.set(name, {
         target: { kind: 'pid' },
+        source: 'cli',
         cgroupId: cgroupId(targetDir(ctx, name, { kind: 'pid' })),
         members: {},
       });

@@ -7,6 +7,7 @@ import { acquireLock } from '../store/lock.js';
 import { memberOf, ruleDir } from '../store/rule.js';
 import { emptyState, loadState, type State } from '../store/state.js';
 import { removeInstance } from '../store/transaction.js';
+import { removeDropIns } from './dropins.js';
 import { returnToOrigin } from './membership.js';
 
 export interface PurgeResult {
@@ -56,6 +57,7 @@ export async function purge(ctx: Context): Promise<PurgeResult> {
     // Rules that limit a cgroup in place lose their links with the instance's pins; their cgroups stay.
     for (const [name, record] of Object.entries(state.rules)) if (record.target.kind !== 'pid') result.rules.push(name);
     attempt(() => removeInstance(ctx));
+    attempt(() => removeDropIns(ctx));
     if (failures.length > 0) {
       throw operationFailed('purge-incomplete', `purge could not remove everything: ${failures.join('; ')}`, {
         hint: "run 'limiter purge' again; 'limiter list --bpf' shows what is left",

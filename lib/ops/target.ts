@@ -50,7 +50,9 @@ function checkedCgroup(ctx: Context, given: string, real: string): { path: strin
 /** --cgroup: a directory under the cgroup2 mount, or a path relative to it as /proc/<pid>/cgroup shows. */
 function resolveCgroupPath(ctx: Context, given: string): { path: string; dir: string } {
   if (given === '') throw usageError('bad-cgroup', 'empty --cgroup');
-  for (const candidate of [given, ...(given.startsWith('/') ? [cgroupDirOf(ctx.cgroupMount, given)] : [])]) {
+  // A path under the mount is a directory; any other absolute path is first taken as relative to the mount.
+  const relativeFirst = given.startsWith('/') && !given.startsWith(`${ctx.cgroupMount}/`) && given !== ctx.cgroupMount;
+  for (const candidate of relativeFirst ? [cgroupDirOf(ctx.cgroupMount, given), given] : [given]) {
     try {
       return checkedCgroup(ctx, given, realpathSync(candidate));
     } catch (err) {

@@ -51,7 +51,7 @@ function repair(t: Transaction, f: Finding): string | null {
           return process ? [[String(pid), member]] : [];
         }),
       );
-      state.rules[f.rule] = { target: { kind: 'pid' }, cgroupId: f.cgroupId, members, owned: true };
+      state.rules[f.rule] = { target: { kind: 'pid' }, source: 'cli', cgroupId: f.cgroupId, members, owned: true };
       return `rule ${f.rule} was missing from the state file; recovered it from the kernel (where its processes came from is unknown: unset moves them to the root cgroup)`;
     }
     case 'unlimited-cgroup':

@@ -28,7 +28,7 @@ import { kernelRules, type KernelRule, type MapFds } from '../kernel/maps.js';
 import { readProcess } from '../kernel/proc.js';
 import { attachTcx, detachTcx } from '../kernel/tcx.js';
 import { log } from '../log.js';
-import type { MemberRecord, RuleRecord, RuleTarget, State } from './state.js';
+import type { MemberRecord, RuleRecord, RuleSource, RuleTarget, State } from './state.js';
 
 export interface Transaction {
   ctx: Context;
@@ -83,7 +83,13 @@ function freeSlot(t: Transaction): number {
  * Makes a rule: for a pid rule its cgroup, then a slot with its limits, the
  * rule programs on the target cgroup, and the record.
  */
-export function createRule(t: Transaction, name: string, target: RuleTarget, limits: Limits): RuleRecord {
+export function createRule(
+  t: Transaction,
+  name: string,
+  target: RuleTarget,
+  limits: Limits,
+  source: RuleSource = 'cli',
+): RuleRecord {
   const { ctx, maps, state, undo } = t;
   const dir = targetDir(ctx, name, target);
   if (target.kind === 'pid') {
@@ -94,7 +100,7 @@ export function createRule(t: Transaction, name: string, target: RuleTarget, lim
       });
     }
   }
-  const record: RuleRecord = { target, cgroupId: cgroupId(dir), members: {}, owned: false };
+  const record: RuleRecord = { target, source, cgroupId: cgroupId(dir), members: {}, owned: false };
   const slot = freeSlot(t);
   mapUpdate(maps.state, u32Key(slot), emptyStateBuffer());
   writeSlot(t, slot, { limits, cgroupId: record.cgroupId });

@@ -26,8 +26,12 @@ export interface MemberRecord {
   adopted: { sockets: number; listeners: number };
 }
 
+/** Who made a rule: `set` (by hand), or `apply` from the rules file, which never touches the others. */
+export type RuleSource = 'cli' | 'file';
+
 export interface RuleRecord {
   target: RuleTarget;
+  source: RuleSource;
   /** the id of the target cgroup when the rule was made: a cgroup made again under that path is another */
   cgroupId: number;
   members: Record<string, MemberRecord>;
@@ -99,6 +103,7 @@ function isRule(value: unknown): value is RuleRecord {
   return (
     isRecord(value) &&
     isTarget(value.target) &&
+    (value.source === 'cli' || value.source === 'file') &&
     Number.isInteger(value.cgroupId) &&
     isRecord(value.members) &&
     Object.values(value.members).every(isMember) &&

@@ -76,6 +76,7 @@ export const cgroupOf = (pid: number) => /^0::(.*)$/m.exec(readFileSync(`/proc/$
 export interface JsonRule {
   name: string;
   target: 'pid' | 'cgroup' | 'unit' | 'container';
+  source: 'cli' | 'file';
   targetPath: string | null;
   cgroupId: number;
   cgroupPath: string;

@@ -4,12 +4,14 @@
  * instance of the test's own), purged, and nothing left behind.
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fdById, type BpfObjectKind } from '../../lib/kernel/bpf.js';
 import { packageRoot } from '../../lib/instance.js';
 import { instanceFootprint, uniqueInstance } from '../harness/cli.js';
+import { standInCgroup } from '../harness/http.js';
 
 const root = packageRoot();
 const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
@@ -61,6 +63,8 @@ describe('speed-limiter.deb', () => {
       './usr/share/man/man8/limiter.8.gz',
       './usr/share/bash-completion/completions/limiter',
       './usr/share/doc/speed-limiter/README.md',
+      './usr/share/doc/speed-limiter/examples/rules.toml.example',
+      './lib/systemd/system/limiter.service',
     ]) {
       expect(files).toContain(path);
     }
@@ -86,7 +90,7 @@ describe('speed-limiter.deb', () => {
       expect(run('/usr/bin/limiter', ['set', '--pid', pid, '--rate', '1m']).code).toBe(0);
       const list = JSON.parse(run('/usr/bin/limiter', ['list', '--json', '--bpf']).stdout) as {
         rules: Array<{ pids: number[] }>;
-        bpf: { link: { id: number }; programs: Array<{ id: number }>; maps: Array<{ id: number }> };
+        bpf: { links: Array<{ id: number }>; programs: Array<{ id: number }>; maps: Array<{ id: number }> };
       };
       expect(list.rules[0].pids).toEqual([Number(pid)]);
       expect(run('/usr/bin/limiter', ['unset', '--pid', pid]).code).toBe(0);
@@ -106,11 +110,71 @@ describe('speed-limiter.deb', () => {
         }
         return false;
       };
-      expect(gone('link', list.bpf.link.id)).toBe(true);
+      expect(list.bpf.links).toHaveLength(3);
+      for (const l of list.bpf.links) expect(gone('link', l.id)).toBe(true);
       for (const p of list.bpf.programs) expect(gone('prog', p.id)).toBe(true);
       expect(spawnSync('grep', ['-q', `^0::/${instance}/`, `/proc/${pid}/cgroup`]).status).not.toBe(0);
     } finally {
       spawnSync('kill', [pid]);
     }
   }, 600_000);
+
+  it('limiter.service passes systemd-analyze verify once installed', () => {
+    expect(run('dpkg', ['-i', deb], 300_000).code).toBe(0);
+    try {
+      const verify = run('systemd-analyze', ['verify', '/lib/systemd/system/limiter.service']);
+      expect(verify.code, verify.stderr).toBe(0);
+    } finally {
+      expect(run('dpkg', ['--purge', 'speed-limiter'], 300_000).code).toBe(0);
+    }
+  }, 600_000);
+
+  it('ansible-playbook installs it, writes the rules file, applies it; a second run changes nothing', () => {
+    const standIn = standInCgroup('ansible');
+    const dir = mkdtempSync(join(tmpdir(), 'limiter-ansible-'));
+    try {
+      const rules = { ci: { cgroup: standIn.path, rate: '10mbit', 'ingress-rate': '20mbit' } };
+      const playbook = () =>
+        run(
+          'ansible-playbook',
+          [
+            '-i',
+            'localhost,',
+            '-c',
+            'local',
+            join(root, 'contrib/ansible/site.yml'),
+            '-e',
+            JSON.stringify({
+              limiter_deb: deb,
+              limiter_rules: rules,
+              limiter_rules_file: join(dir, 'rules.toml'),
+              limiter_instance: instance,
+            }),
+          ],
+          600_000,
+        );
+      const first = playbook();
+      expect(first.code, first.stdout + first.stderr).toBe(0);
+      expect(first.stdout).toMatch(/localhost +: ok=\d+ +changed=[1-9]/);
+      expect(readFileSync(join(dir, 'rules.toml'), 'utf8')).toContain('[rule."ci"]');
+      const list = JSON.parse(run('/usr/bin/limiter', ['list', '--json']).stdout) as {
+        rules: Array<{ name: string; source: string; targetPath: string; rateBytesPerSec: number }>;
+      };
+      expect(list.rules).toMatchObject([
+        { name: 'ci', source: 'file', targetPath: standIn.path, rateBytesPerSec: 1250000 },
+      ]);
+
+      const second = playbook();
+      expect(second.code, second.stdout + second.stderr).toBe(0);
+      expect(second.stdout).toMatch(/localhost +: ok=\d+ +changed=0 /);
+
+      expect(run('dpkg', ['--purge', 'speed-limiter'], 300_000).code).toBe(0);
+      expect(instanceFootprint(instance)).toEqual([]);
+      expect(existsSync(standIn.dir)).toBe(true);
+    } finally {
+      if (installed()) run('dpkg', ['--purge', 'speed-limiter']);
+      rmSync(dir, { recursive: true, force: true });
+      standIn.remove();
+    }
+  }, 900_000);
 });

@@ -12,12 +12,14 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const web = {
   target: { kind: 'pid' as const },
+  source: 'cli' as const,
   cgroupId: 1234,
   members: { '42': { origin: '/user.slice', startTime: 99, adopted: { sockets: 2, listeners: 1 } } },
   owned: true,
 };
 const ci = {
   target: { kind: 'unit' as const, unit: 'ci.service', path: '/system.slice/ci.service' },
+  source: 'file' as const,
   cgroupId: 99,
   members: {},
   owned: false,
@@ -43,6 +45,7 @@ describe('state store', () => {
     ['another version', JSON.stringify({ ...sample, version: 1 })],
     ['rule without cgroup id', withRule({ ...web, cgroupId: 'x' })],
     ['target of no known kind', withRule({ ...web, target: { kind: 'x' } })],
+    ['unknown source', withRule({ ...web, source: 'x' })],
     ['unit target without a path', withRule({ ...ci, target: { kind: 'unit', unit: 'ci.service' } })],
     [
       'member without origin',
