@@ -19,6 +19,8 @@ BPF_CFLAGS := -target bpf -O2 -g -mcpu=v3 -Wall -Werror $(if $(MULTIARCH),-I/usr
 
 BPF_OBJECTS := bpf/limiter.bpf.o
 TEST_BPF_OBJECTS := test/fixtures/foreign.bpf.o bench/trivial.bpf.o
+# The delay line between two namespaces that tests and bench use for real round-trip times.
+TEST_PROGRAMS := build/delayline
 TS_SOURCES  := $(shell find cli lib -name '*.ts' 2>/dev/null)
 DOCS        := build/doc/limiter.8 build/completions/limiter
 
@@ -30,9 +32,9 @@ DOC_DATE := $(shell date -u -d @$${SOURCE_DATE_EPOCH:-$$(date +%s)} '+%B %Y')
 
 # Debian packages, by the targets that need them; each target installs its own.
 BUILD_APT := clang llvm libbpf-dev libbpf1 linux-libc-dev gcc
-TEST_APT  := iperf3 iproute2 tmux util-linux python3 curl groff-base debhelper dpkg-dev lintian \
-	prometheus ansible systemd
-BENCH_APT := iperf3 iproute2 python3
+TEST_APT  := iperf3 iproute2 ethtool iputils-ping tmux util-linux python3 curl groff-base debhelper dpkg-dev \
+	lintian prometheus ansible systemd
+BENCH_APT := iperf3 iproute2 ethtool iputils-ping python3
 DEMO_APT  := iperf3 iproute2
 
 .PHONY: help deps build docs typecheck lint format test test-unit test-cli test-kernel test-package \
@@ -54,6 +56,10 @@ node_modules/.installed: package.json package-lock.json
 %.bpf.o: %.bpf.c bpf/limiter.h
 	@echo "  CLANG   $@"
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+build/%: test/harness/%.c
+	@echo "  CC      $@"
+	$(Q)mkdir -p build && gcc -O2 -Wall -Werror -o $@ $<
 
 # tsc compiles; esbuild bundles the compiled JavaScript into one file, which
 # halves the module loading that dominates a command's start-up (make bench:
@@ -77,7 +83,7 @@ docs: $(DOCS) ## the man page and the bash completion, from cli/options.ts
 
 build: deps $(BPF_OBJECTS) dist/.built $(DOCS) ## build the BPF object, the CLI (bin/limiter runs it) and the docs
 
-test: test-deps build $(TEST_BPF_OBJECTS) ## lint, then every test tier (unit, cli, kernel, package); ends with "N passed, N failed"
+test: test-deps build $(TEST_BPF_OBJECTS) $(TEST_PROGRAMS) ## lint, then every test tier (unit, cli, kernel, package); ends with "N passed, N failed"
 	$(Q)scripts/run-tests.sh lint unit cli kernel package
 
 lint: deps ## eslint (typescript-eslint, type-aware) and prettier over every source file
@@ -96,7 +102,7 @@ test-unit: build ## unit tier only (no root needed)
 test-cli: build ## cli tier only
 	$(Q)scripts/run-tests.sh cli
 
-test-kernel: test-deps build $(TEST_BPF_OBJECTS) ## kernel tier only (root, real cgroups, BPF and loopback traffic)
+test-kernel: test-deps build $(TEST_BPF_OBJECTS) $(TEST_PROGRAMS) ## kernel tier only (root, real cgroups, BPF and loopback traffic)
 	$(Q)scripts/run-tests.sh kernel
 
 test-package: test-deps build ## package tier only: build the .deb, install, use and purge it
@@ -115,7 +121,7 @@ lintian: ## run lintian on the built .deb (make deb first)
 	$(Q)scripts/apt-deps.sh lintian
 	$(Q)lintian --fail-on error --display-info $(DEB)
 
-bench: build $(TEST_BPF_OBJECTS) ## accuracy vs tc tbf, latency, cost, CLI and scale tables (QUICK=1: under 3 min)
+bench: build $(TEST_BPF_OBJECTS) $(TEST_PROGRAMS) ## accuracy vs tc tbf, latency, cost, CLI and scale tables (QUICK=1: under 3 min)
 	$(Q)scripts/apt-deps.sh $(BENCH_APT)
 	$(Q)QUICK=$(QUICK) npx tsx bench/bench.ts
 

@@ -6,6 +6,7 @@
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include "limiter.h"
@@ -19,6 +20,8 @@
 #define CGROUP_DROP_CN 2
 #define SOL_SOCKET 1
 #define SO_MAX_PACING_RATE 47
+#define SOL_TCP 6
+#define TCP_WINDOW_CLAMP 10
 
 /* tcx verdicts: let the next program decide, or drop. */
 #define TCX_NEXT (-1)
@@ -60,6 +63,14 @@ struct {
 	__type(value, struct limiter_config);
 } limiter_config SEC(".maps");
 
+/* The fields of the kernel's struct tcp_sock the programs read (CO-RE: found by name in its BTF). */
+struct tcp_sock___limiter {
+	struct {
+		__u32 rtt_us; /* the receiver's round-trip estimate, << 3 */
+	} rcv_rtt_est;
+	__u32 window_clamp;
+} __attribute__((preserve_access_index));
+
 /*
  * A TCP skb dropped while its socket has nothing in flight waits for the
  * probe timer, 200 ms or more (design.md K3). Such an skb may take the bucket
@@ -68,12 +79,18 @@ struct {
  */
 #define STALL_GRACE_BYTES 65536ULL
 #define STALL_GRACE_MAX_NS (NSEC_PER_SEC / 16)
+#define INGRESS_GRACE_FACTOR 4
 #define PACING_MARGIN_NS 5000000ULL
 /* Flows starting together must count within their initial windows (10
  * segments), before the bucket runs dry: otherwise each is paced at the whole
  * rate, all but one meet an empty bucket, and they stall for seconds. A
  * control connection or a request stays below it. */
 #define FLOW_BYTES_MAX 8192ULL
+/* A receive window smaller than this many segments limits nothing well (delayed
+ * acknowledgements, loss recovery): below it the window is not clamped. */
+#define MIN_WINDOW_SEGMENTS 2
+/* TCP_WINDOW_CLAMP cannot be removed once set: this is "no clamp". */
+#define NO_WINDOW_CLAMP (64U << 20)
 
 static __always_inline int would_stall(struct bpf_sock *sk)
 {
@@ -81,6 +98,81 @@ static __always_inline int would_stall(struct bpf_sock *sk)
 		return 0;
 	struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);
 	return tp && tp->packets_out == 0;
+}
+
+/* The sequence range of a received TCP segment, or 0 when the skb is none. */
+static __always_inline int tcp_segment(struct __sk_buff *skb, __u32 *seq, __u32 *end_seq)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct tcphdr *tcp;
+	__u32 headers;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data;
+		if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_TCP)
+			return 0;
+		headers = (ip->ihl * 4) & 0x3f;
+		tcp = data + headers;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data;
+		if ((void *)(ip6 + 1) > end || ip6->nexthdr != IPPROTO_TCP)
+			return 0;
+		headers = sizeof(*ip6);
+		tcp = (void *)(ip6 + 1);
+	} else {
+		return 0;
+	}
+	if ((void *)(tcp + 1) > end)
+		return 0;
+	headers += tcp->doff * 4;
+	*seq = bpf_ntohl(tcp->seq);
+	*end_seq = *seq + (skb->len > headers ? skb->len - headers : 0);
+	return 1;
+}
+
+static __always_inline struct limiter_sk *storage_of(struct __sk_buff *skb, struct bpf_sock *sk, __u64 flags)
+{
+	if (!sk && skb->sk)
+		sk = bpf_sk_fullsock(skb->sk);
+	return sk ? bpf_sk_storage_get(&limiter_sockets, sk, 0, flags) : NULL;
+}
+
+/*
+ * A received TCP segment that starts before where the last one the bucket
+ * dropped ended: its retransmission. Dropped again, its sender would wait for
+ * a retransmission timeout of 200 ms or more (design.md K24).
+ */
+static __always_inline int retransmitted(struct __sk_buff *skb, struct bpf_sock *sk)
+{
+	__u32 seq, end_seq;
+	struct limiter_sk *s;
+	if (!tcp_segment(skb, &seq, &end_seq) || !(s = storage_of(skb, sk, 0)))
+		return 0;
+	return (__s32)(seq - s->dropped_end) < 0;
+}
+
+/* Notes where a dropped received TCP segment ended. */
+static __always_inline void note_dropped(struct __sk_buff *skb, struct bpf_sock *sk)
+{
+	__u32 seq, end_seq;
+	struct limiter_sk *s;
+	if (!tcp_segment(skb, &seq, &end_seq) || !(s = storage_of(skb, sk, BPF_SK_STORAGE_GET_F_CREATE)))
+		return;
+	if ((__s32)(end_seq - s->dropped_end) > 0)
+		s->dropped_end = end_seq;
+}
+
+/*
+ * Who may take the bucket into debt rather than lose an skb: a sender with
+ * nothing in flight (design.md K3), and a receiver for what it was sent again.
+ */
+static __always_inline int may_borrow(struct __sk_buff *skb, struct bpf_sock *sk, enum limiter_direction dir)
+{
+	if (dir == LIMITER_INGRESS)
+		return retransmitted(skb, sk);
+	if (!sk && skb->sk)
+		sk = bpf_sk_fullsock(skb->sk);
+	return would_stall(sk);
 }
 
 /*
@@ -93,7 +185,7 @@ static __always_inline int would_stall(struct bpf_sock *sk)
  * Only a bucket that looked empty costs a fresh reading.
  */
 static __always_inline int conforms(struct __sk_buff *skb, struct bpf_sock *sk, const struct limiter_limit *limit,
-				    struct limiter_counters *c, __u64 *clock_ns, __u32 len, int may_borrow)
+				    struct limiter_counters *c, __u64 *clock_ns, __u32 len, enum limiter_direction dir)
 {
 	__u64 now = *(volatile __u64 *)clock_ns;
 	__u64 empty_at = *(volatile __u64 *)&c->empty_at_ns;
@@ -111,14 +203,13 @@ static __always_inline int conforms(struct __sk_buff *skb, struct bpf_sock *sk, 
 	}
 	__s64 debt_ns = empty_at - now;
 	if (debt_ns > 0) {
-		__u64 grace_ns = STALL_GRACE_BYTES * NSEC_PER_SEC / limit->rate;
-		if (grace_ns > STALL_GRACE_MAX_NS)
-			grace_ns = STALL_GRACE_MAX_NS;
-		if (!may_borrow || debt_ns > (__s64)grace_ns)
-			return 0;
-		if (!sk && skb->sk)
-			sk = bpf_sk_fullsock(skb->sk);
-		if (!would_stall(sk))
+		/* Received, a retransmission may borrow more: one loopback GSO skb
+		 * alone takes 64 KiB (design.md K24). */
+		__u64 factor = dir == LIMITER_INGRESS ? INGRESS_GRACE_FACTOR : 1;
+		__u64 grace_ns = factor * STALL_GRACE_BYTES * NSEC_PER_SEC / limit->rate;
+		if (grace_ns > factor * STALL_GRACE_MAX_NS)
+			grace_ns = factor * STALL_GRACE_MAX_NS;
+		if (debt_ns > (__s64)grace_ns || !may_borrow(skb, sk, dir))
 			return 0;
 	}
 	__sync_fetch_and_add(&c->empty_at_ns, (__u64)len * NSEC_PER_SEC / limit->rate);
@@ -133,9 +224,9 @@ static __always_inline int police(struct __sk_buff *skb, struct bpf_sock *sk, co
 	if (!state)
 		return 1;
 	struct limiter_counters *c = &state->dir[dir];
-	/* Only a sender stalls on a drop; a dropped received segment is the
-	 * remote sender's to retransmit. */
-	if (!conforms(skb, sk, &rule->limit[dir], c, &state->clock_ns, len, dir == LIMITER_EGRESS)) {
+	if (!conforms(skb, sk, &rule->limit[dir], c, &state->clock_ns, len, dir)) {
+		if (dir == LIMITER_INGRESS)
+			note_dropped(skb, sk);
 		__sync_fetch_and_add(&c->dropped_bytes, len);
 		__sync_fetch_and_add(&c->dropped_packets, 1);
 		return 0;
@@ -344,80 +435,132 @@ int limiter_tc_ingress(struct __sk_buff *skb)
 }
 
 /*
- * Counts the socket among the rule's sending flows of this epoch, once a 64th
- * of its share (per epoch) or FLOW_BYTES_MAX has been acknowledged, and paces
- * it at its share of the rate. Called for every RTT sample, i.e. only while
- * the socket sends.
+ * The rule's flows in one direction: a socket counts once a 64th of its
+ * share (per epoch) or FLOW_BYTES_MAX has moved (progress: bytes acknowledged
+ * for senders, received for receivers). Returns the socket's share of the
+ * rate.
  */
-static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk *sk, __u32 slot)
+static __always_inline __u64 share_of(struct limiter_state *state, const struct limiter_limit *limit,
+				      struct limiter_sk_flow *f, enum limiter_direction dir, __u64 progress)
 {
-	struct limiter_rule *rule = bpf_map_lookup_elem(&limiter_rules, &slot);
-	if (!rule || !rule->limit[LIMITER_EGRESS].rate)
-		return;
-	struct limiter_state *state = bpf_map_lookup_elem(&limiter_state, &slot);
-	if (!state)
-		return;
-	const struct limiter_limit *limit = &rule->limit[LIMITER_EGRESS];
+	struct limiter_flows *flows = &state->flows[dir];
 	__u64 rate = limit->rate;
-
 	__u64 now = bpf_ktime_get_ns();
 	__u64 epoch = now / LIMITER_FLOW_EPOCH_NS;
-	__u64 seen = *(volatile __u64 *)&state->flow_epoch;
+	__u64 seen = *(volatile __u64 *)&flows->epoch;
 	/* The first flow into a new epoch closes the count of the last one; a
 	 * CPU that loses the race to do it leaves the count alone. */
-	if (seen != epoch && __sync_val_compare_and_swap(&state->flow_epoch, seen, epoch) == seen) {
-		__u32 ended = __sync_lock_test_and_set(&state->flows_now, 0);
-		state->flows_prev = seen + 1 == epoch ? ended : 0;
+	if (seen != epoch && __sync_val_compare_and_swap(&flows->epoch, seen, epoch) == seen) {
+		__u32 ended = __sync_lock_test_and_set(&flows->now, 0);
+		flows->prev = seen + 1 == epoch ? ended : 0;
 	}
 	/* Bytes count from when the socket was last counted: a slow flow may
 	 * see one acknowledgement in an epoch, a few hundred ms apart (measured
 	 * with 8 flows at 10 Mbit/s), and must still count in it. A socket
 	 * silent for a whole epoch starts again. */
-	__u64 acked = skops->bytes_acked;
-	if (sk->epoch != epoch) {
-		if (sk->epoch + 1 < epoch)
-			sk->acked_mark = acked;
-		sk->epoch = epoch;
-		sk->counted = 0;
+	if (f->epoch != epoch) {
+		if (f->epoch + 1 < epoch)
+			f->mark = progress;
+		f->epoch = epoch;
+		f->counted = 0;
 	}
-	__u64 share_now = sk->pacing ? sk->pacing : rate;
+	__u32 counted = flows->now > flows->prev ? flows->now : flows->prev;
+	__u64 share_now = rate / (counted ? counted : 1);
 	__u64 enough = share_now * LIMITER_FLOW_EPOCH_NS / NSEC_PER_SEC / 64;
 	if (enough > FLOW_BYTES_MAX)
 		enough = FLOW_BYTES_MAX;
-	if (!sk->counted && acked - sk->acked_mark >= enough) {
-		sk->counted = 1;
-		sk->acked_mark = acked;
-		__sync_fetch_and_add(&state->flows_now, 1);
+	if (!f->counted && progress - f->mark >= enough) {
+		f->counted = 1;
+		f->mark = progress;
+		__sync_fetch_and_add(&flows->now, 1);
 	}
-	__u32 flows = state->flows_now > state->flows_prev ? state->flows_now : state->flows_prev;
-	__u64 share = rate / (flows ? flows : 1);
+	counted = flows->now > flows->prev ? flows->now : flows->prev;
+	return rate / (counted ? counted : 1);
+}
 
-	/* Feedback from the bucket: TCP's pacing delivers less than asked at
-	 * high rates, and shares go unused. While the bucket stays fuller than
-	 * its aim (full but for 5 ms of rate, or half a smaller bucket), the
-	 * flows may send faster than their share, up to 1.2 times it with the
-	 * bucket full. Never slower: sending too much is the bucket's to stop. */
+/*
+ * Feedback from the bucket, in 1/1024ths: 1024 where it aims (full but for
+ * 5 ms of rate, or half a smaller bucket), up to 1.2 times that with it
+ * full, and down to 0.9 times half a margin below the aim and lower.
+ */
+static __always_inline __u64 bucket_gain(struct limiter_state *state, const struct limiter_limit *limit,
+					 enum limiter_direction dir, __u64 now)
+{
 	__u64 margin = limit->burst_ns / 2 < PACING_MARGIN_NS ? limit->burst_ns / 2 : PACING_MARGIN_NS;
-	__s64 above_aim = (__s64)(now - state->dir[LIMITER_EGRESS].empty_at_ns) - (__s64)(limit->burst_ns - margin);
-	if (above_aim > 0 && margin) {
-		__u64 boost = (__u64)above_aim > margin ? margin : above_aim;
-		share += share * boost / margin / 5;
-	}
+	if (!margin)
+		return 1024;
+	/* How far above half a margin below the aim the bucket is, within 0 .. 1.5 margins. */
+	__s64 above = (__s64)(now - state->dir[dir].empty_at_ns) - (__s64)(limit->burst_ns - margin - margin / 2);
+	__u64 offset = above <= 0 ? 0 : (__u64)above > margin + margin / 2 ? margin + margin / 2 : (__u64)above;
+	return 922 + offset * 205 / margin;
+}
 
-	/* bpf_setsockopt takes an int here; ~0U means no pacing limit. */
+/*
+ * A sender is paced at its share (design.md K3, K9). TCP delivers less than
+ * its pacing rate at high rates, and shares go unused: while the bucket stays
+ * above its aim, flows may send up to 1.2 times their share. Never less:
+ * sending too much is the bucket's to stop. bpf_setsockopt takes an int; ~0U
+ * is no limit.
+ */
+static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk_flow *f, __u64 share,
+				 struct limiter_state *state, const struct limiter_limit *limit)
+{
+	__u64 gain = bucket_gain(state, limit, LIMITER_EGRESS, bpf_ktime_get_ns());
+	if (gain > 1024)
+		share = share * gain / 1024;
 	__u32 pacing = share < 0xffffffffULL ? (share ? share : 1) : 0xffffffffU;
-	__u32 change = pacing > sk->pacing ? pacing - sk->pacing : sk->pacing - pacing;
-	if (change > sk->pacing / 64) {
-		sk->pacing = pacing;
+	__u32 change = pacing > f->value ? pacing - f->value : f->value - pacing;
+	if (change > f->value / 64) {
+		f->value = pacing;
 		bpf_setsockopt(skops, SOL_SOCKET, SO_MAX_PACING_RATE, &pacing, sizeof(pacing));
 	}
 }
 
 /*
- * TCP sockets of a rule's cgroup pace themselves to their share of the
- * rule's rate, so that they seldom meet an empty bucket: a dropped skb stays
- * at the head of the send queue and, with nothing in flight, waits for the
- * probe timer (design.md K3).
+ * A receiver advertises no more window than its share moves in a round
+ * trip, so that its sender slows down before sending what the bucket would
+ * drop after it crossed the link (design.md K16, K23). The round trip is the
+ * receiver's own estimate (the handshake's until it has one); the window
+ * follows the bucket (bucket_gain): 0.9 times the share below its aim, up
+ * to 1.2 times with it full. Where a
+ * round trip is too short for a window of a few segments to limit anything
+ * (loopback), the window is left alone and the bucket alone holds the rate.
+ */
+static __always_inline void clamp_window(struct bpf_sock_ops *skops, struct bpf_sock *socket, struct limiter_sk_flow *f,
+					 __u64 share, struct limiter_state *state, const struct limiter_limit *limit)
+{
+	struct tcp_sock___limiter *tp = (void *)bpf_skc_to_tcp_sock(socket);
+	if (!tp)
+		return;
+	__u64 rtt_us = BPF_CORE_READ(tp, rcv_rtt_est.rtt_us) >> 3;
+	if (!rtt_us)
+		rtt_us = skops->srtt_us >> 3;
+	__u64 mss = skops->mss_cache ? skops->mss_cache : 1460;
+	__u64 gain = bucket_gain(state, limit, LIMITER_INGRESS, bpf_ktime_get_ns());
+	__u64 window = share * gain / 1024 * rtt_us / 1000000;
+	if (!rtt_us || window < MIN_WINDOW_SEGMENTS * mss)
+		window = NO_WINDOW_CLAMP;
+	if (window > NO_WINDOW_CLAMP)
+		window = NO_WINDOW_CLAMP;
+	__u32 clamp = window;
+	__u32 change = clamp > f->value ? clamp - f->value : f->value - clamp;
+	if (change > f->value / 16)
+		f->value = clamp;
+	/* The kernel raises the clamp as its receive buffer grows, and sets it
+	 * from the buffer when the skbs' overhead changes (design.md K23):
+	 * before each segment goes out, it is set again. */
+	if (BPF_CORE_READ(tp, window_clamp) != f->value) {
+		clamp = f->value;
+		bpf_setsockopt(skops, SOL_TCP, TCP_WINDOW_CLAMP, &clamp, sizeof(clamp));
+	}
+}
+
+/*
+ * TCP sockets of a rule's cgroup, both ways: senders are paced at their
+ * share of the upload rate, so that they seldom meet an empty bucket (a
+ * dropped skb stays at the head of the send queue and, with nothing in
+ * flight, waits for the probe timer, design.md K3); receivers advertise a
+ * window of their share of the download rate.
  */
 SEC("sockops")
 int limiter_sockops(struct bpf_sock_ops *skops)
@@ -425,12 +568,27 @@ int limiter_sockops(struct bpf_sock_ops *skops)
 	struct limiter_attach *attach = bpf_get_local_storage(&limiter_attach, 0);
 	if (!attach->active)
 		return 1;
-	switch (skops->op) {
+	__u32 slot = attach->slot;
+	struct limiter_rule *rule = bpf_map_lookup_elem(&limiter_rules, &slot);
+	if (!rule)
+		return 1;
+	__u32 op = skops->op;
+	switch (op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
-	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
-		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_RTT_CB_FLAG);
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB: {
+		/* Called back while the socket sends (RTT samples), and before
+		 * each segment it sends, acknowledgements included (header
+		 * options' length; none is reserved), while it receives. */
+		__u32 flags = skops->bpf_sock_ops_cb_flags;
+		if (rule->limit[LIMITER_EGRESS].rate)
+			flags |= BPF_SOCK_OPS_RTT_CB_FLAG;
+		if (rule->limit[LIMITER_INGRESS].rate)
+			flags |= BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG;
+		bpf_sock_ops_cb_flags_set(skops, flags);
 		break;
+	}
 	case BPF_SOCK_OPS_RTT_CB:
+	case BPF_SOCK_OPS_HDR_OPT_LEN_CB:
 		break;
 	default:
 		return 1;
@@ -441,9 +599,28 @@ int limiter_sockops(struct bpf_sock_ops *skops)
 	struct limiter_sk *sk = bpf_sk_storage_get(&limiter_sockets, socket, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!sk)
 		return 1;
-	/* A socket given to another rule is paced at that rule's share. */
-	__u32 slot = sk->flags & LIMITER_SK_OWNED ? sk->slot : attach->slot;
-	if (slot != LIMITER_NO_SLOT)
-		pace(skops, sk, slot);
+	/* A socket given to another rule moves at that rule's share. */
+	if (sk->flags & LIMITER_SK_OWNED) {
+		slot = sk->slot;
+		if (slot == LIMITER_NO_SLOT)
+			return 1;
+		rule = bpf_map_lookup_elem(&limiter_rules, &slot);
+		if (!rule)
+			return 1;
+	}
+	struct limiter_state *state = bpf_map_lookup_elem(&limiter_state, &slot);
+	if (!state)
+		return 1;
+	if (op != BPF_SOCK_OPS_HDR_OPT_LEN_CB && rule->limit[LIMITER_EGRESS].rate) {
+		struct limiter_sk_flow *f = &sk->dir[LIMITER_EGRESS];
+		const struct limiter_limit *limit = &rule->limit[LIMITER_EGRESS];
+		pace(skops, f, share_of(state, limit, f, LIMITER_EGRESS, skops->bytes_acked), state, limit);
+	}
+	if (op != BPF_SOCK_OPS_RTT_CB && rule->limit[LIMITER_INGRESS].rate) {
+		struct limiter_sk_flow *f = &sk->dir[LIMITER_INGRESS];
+		const struct limiter_limit *limit = &rule->limit[LIMITER_INGRESS];
+		__u64 share = share_of(state, limit, f, LIMITER_INGRESS, skops->bytes_received);
+		clamp_window(skops, socket, f, share, state, limit);
+	}
 	return 1;
 }

@@ -62,16 +62,23 @@ struct limiter_counters {
 	__u64 dropped_packets;
 };
 
+/*
+ * TCP flows of a rule moving data in one direction, counted in the current
+ * and the previous epoch of LIMITER_FLOW_EPOCH_NS: each gets its share of
+ * the rate (senders as a pacing rate, receivers as a receive window).
+ * Sockets that move little (a control connection, an interactive one) do
+ * not count and take no share.
+ */
+struct limiter_flows {
+	__u64 epoch;
+	__u32 now;
+	__u32 prev;
+};
+
 /* Value of the state array (key: slot). Written only by the programs. */
 struct limiter_state {
 	struct limiter_counters dir[LIMITER_DIRECTIONS];
-	/* TCP flows counted in the current and the previous epoch of
-	 * LIMITER_FLOW_EPOCH_NS: each is paced at its share of the rate.
-	 * Sockets that send little (a control connection, an interactive one)
-	 * do not count and take no share. */
-	__u64 flow_epoch;
-	__u32 flows_now;
-	__u32 flows_prev;
+	struct limiter_flows flows[LIMITER_DIRECTIONS];
 	/* A recent clock reading: while the bucket holds tokens as of then, it
 	 * holds them now, and reading the clock (slow on VMs) can wait. */
 	__u64 clock_ns;
@@ -95,20 +102,29 @@ struct limiter_attach {
 #define LIMITER_SK_OWNED 1  /* user space: the socket belongs to limiter_sk.slot, wherever its cgroup is */
 #define LIMITER_SK_INSIDE 2 /* the programs: it lives in that rule's cgroup tree, whose programs police it */
 
+/* A TCP socket's part in its rule's flows of one direction. */
+struct limiter_sk_flow {
+	__u64 epoch;   /* the last flow epoch the socket was seen in */
+	__u64 mark;    /* bytes acknowledged (egress) or received (ingress) when it was last counted */
+	__u32 value;   /* what was last set: SO_MAX_PACING_RATE (bytes/s) or TCP_WINDOW_CLAMP (bytes) */
+	__u32 counted; /* counted among the flows of that epoch */
+};
+
 /*
  * Value of the socket storage. User space writes owner, slot and flags
  * (through a socket fd) for the sockets of a process it limits or releases;
  * a listener's storage is copied to the connections it accepts (BPF_F_CLONE).
- * The sockops program keeps the pacing fields of sockets in a rule.
+ * The sockops program keeps the flow fields of sockets in a rule.
  */
 struct limiter_sk {
-	__u64 owner;   /* cgroup id of the rule at slot when it was written: a reused slot is another rule */
+	__u64 owner; /* cgroup id of the rule at slot when it was written: a reused slot is another rule */
 	__u32 slot;
 	__u32 flags;
-	__u64 epoch;      /* the last flow epoch the socket was seen in */
-	__u64 acked_mark; /* bytes_acked when it was last counted */
-	__u32 pacing;     /* the SO_MAX_PACING_RATE last set, bytes per second */
-	__u32 counted;    /* counted among the sending flows of that epoch */
+	struct limiter_sk_flow dir[LIMITER_DIRECTIONS];
+	/* TCP, received: where the last segment the bucket dropped ended, so
+	 * that its retransmission is known and let through. */
+	__u32 dropped_end;
+	__u32 reserved;
 };
 
 /* The single value of the config array (key 0). Written only by user space. */

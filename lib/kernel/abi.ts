@@ -58,30 +58,40 @@ export const LAYOUT = {
       dropped_packets: { offset: 32, size: 8 },
     },
   },
+  limiter_flows: {
+    size: 16,
+    members: { epoch: { offset: 0, size: 8 }, now: { offset: 8, size: 4 }, prev: { offset: 12, size: 4 } },
+  },
   limiter_state: {
-    size: 104,
+    size: 120,
     members: {
       dir: { offset: 0, size: 80 },
-      flow_epoch: { offset: 80, size: 8 },
-      flows_now: { offset: 88, size: 4 },
-      flows_prev: { offset: 92, size: 4 },
-      clock_ns: { offset: 96, size: 8 },
+      flows: { offset: 80, size: 32 },
+      clock_ns: { offset: 112, size: 8 },
     },
   },
   limiter_attach: {
     size: 8,
     members: { slot: { offset: 0, size: 4 }, active: { offset: 4, size: 4 } },
   },
+  limiter_sk_flow: {
+    size: 24,
+    members: {
+      epoch: { offset: 0, size: 8 },
+      mark: { offset: 8, size: 8 },
+      value: { offset: 16, size: 4 },
+      counted: { offset: 20, size: 4 },
+    },
+  },
   limiter_sk: {
-    size: 40,
+    size: 72,
     members: {
       owner: { offset: 0, size: 8 },
       slot: { offset: 8, size: 4 },
       flags: { offset: 12, size: 4 },
-      epoch: { offset: 16, size: 8 },
-      acked_mark: { offset: 24, size: 8 },
-      pacing: { offset: 32, size: 4 },
-      counted: { offset: 36, size: 4 },
+      dir: { offset: 16, size: 48 },
+      dropped_end: { offset: 64, size: 4 },
+      reserved: { offset: 68, size: 4 },
     },
   },
   limiter_config: {

@@ -250,6 +250,8 @@ export function sampleCounters(
  * passes whenever the bucket is not empty).
  */
 export const DEBT_BYTES = 64 * 1024 + 2 * 66 * 1024;
+/** Received, a retransmission may borrow four times as much (up to 256 KiB, design.md K24). */
+export const INGRESS_DEBT_BYTES = 4 * 64 * 1024 + 2 * 66 * 1024;
 
 /**
  * The largest excess over the token-bucket bound bucket + rate·T + debt,

@@ -8,7 +8,7 @@ import { listJson, runCli } from '../harness/cli.js';
 import { testScope } from '../harness/scope.js';
 import {
   clientIntervals,
-  DEBT_BYTES,
+  INGRESS_DEBT_BYTES,
   gated,
   iperfClientArgs,
   iperfServer,
@@ -52,7 +52,7 @@ describe('a process limited to 1 MiB/s of download', () => {
       const { env } = scope.instance('down');
       const { exited, samples } = await flow(env, options, ['--ingress-rate', '1m'], 'ingress');
       expect(exited.code, exited.stderr).toBe(0);
-      expect(worstExcess(samples, RATE, RATE, DEBT_BYTES)).toBeLessThanOrEqual(0);
+      expect(worstExcess(samples, RATE, RATE, INGRESS_DEBT_BYTES)).toBeLessThanOrEqual(0);
       const steady = steadyRate(clientIntervals(exited.stdout), 2);
       expect(steady).toBeGreaterThanOrEqual(0.9 * RATE);
       expect(steady).toBeLessThanOrEqual(1.1 * RATE);
