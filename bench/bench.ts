@@ -18,6 +18,8 @@ import { limiterArgv, median, nodeBaseline, timeCommand, type CliTiming } from '
 import { loopbackThroughput, measureCost, type CostResult, type ThroughputResult } from './cost.js';
 import { runLatency, type LatencyResult } from './latency.js';
 import { markdownReport } from './report.js';
+import { runRtt, type RttCase, type RttResult } from './rtt.js';
+import { createDelayLine } from '../test/harness/delayline.js';
 import { addRules, startSleepers } from './scale.js';
 import { createTopology } from '../test/harness/topology.js';
 
@@ -38,6 +40,7 @@ export interface Results {
   kernel: string;
   mode: 'quick' | 'full';
   accuracy: AccuracyResult[];
+  rtt: RttResult[];
   latency: LatencyResult[];
   cost: CostResult[];
   throughput: ThroughputResult[];
@@ -71,6 +74,19 @@ function accuracyCases(): AccuracyCase[] {
         for (const bucketSeconds of QUICK ? [1] : [1, 0.1])
           for (const limiter of ['limiter', 'tbf'] as const)
             cases.push({ limiter, traffic, flows: 1, rateBits, bucketSeconds, target });
+  return cases;
+}
+
+/** Uploads and downloads at a real round-trip time, each under limiter and under its classic peer. */
+function rttCases(rttMs: number): RttCase[] {
+  const cases: RttCase[] = [];
+  for (const direction of QUICK ? (['download'] as const) : (['upload', 'download'] as const))
+    for (const traffic of QUICK ? (['cubic'] as const) : (['cubic', 'bbr'] as const))
+      for (const flows of QUICK ? [1] : [1, 8])
+        for (const rateBits of [10 * MBIT, 100 * MBIT])
+          for (const bucketSeconds of QUICK ? [0.1, 0.01] : [1, 0.1, 0.01])
+            for (const limiter of ['limiter', 'peer'] as const)
+              cases.push({ limiter, direction, traffic, flows, rateBits, bucketSeconds, rttMs });
   return cases;
 }
 
@@ -111,6 +127,7 @@ async function main(): Promise<void> {
     kernel: release(),
     mode: QUICK ? 'quick' : 'full',
     accuracy: [],
+    rtt: [],
     latency: [],
     cost: [],
     throughput: [],
@@ -125,6 +142,21 @@ async function main(): Promise<void> {
         `accuracy ${i + 1}/${cases.length}: ${c.limiter} ${c.direction ?? 'egress'} ${c.traffic} ×${c.flows} ${c.rateBits / MBIT} Mbit/s bucket ${c.bucketSeconds * 1000} ms`,
       );
       results.accuracy.push(await runAccuracy(topology, env, c));
+    }
+
+    for (const rttMs of QUICK ? [20] : [2, 20, 80]) {
+      const line = await createDelayLine(String(process.pid % 10000), rttMs);
+      try {
+        const cases = rttCases(rttMs);
+        for (const [i, c] of cases.entries()) {
+          log(
+            `rtt ${rttMs} ms ${i + 1}/${cases.length}: ${c.limiter} ${c.direction} ${c.traffic} ×${c.flows} ${c.rateBits / MBIT} Mbit/s bucket ${c.bucketSeconds * 1000} ms`,
+          );
+          results.rtt.push(await runRtt(line, env, c));
+        }
+      } finally {
+        line.destroy();
+      }
     }
 
     for (const limiter of ['none', 'limiter', 'tbf'] as const) {

@@ -1,5 +1,6 @@
 /** The bench's tables, in Markdown. */
 import type { AccuracyResult } from './accuracy.js';
+import type { RttResult } from './rtt.js';
 import type { Results } from './bench.js';
 
 const MBIT = 1_000_000;
@@ -47,6 +48,31 @@ function accuracyRows(results: AccuracyResult[]): string[][] {
     });
 }
 
+/** One row per case, limiter and its peer side by side. */
+function rttRows(results: RttResult[]): string[][] {
+  const key = (r: RttResult) => `${r.rttMs} ${r.direction} ${r.traffic} ${r.flows} ${r.rateBits} ${r.bucketSeconds}`;
+  const peers = new Map(results.filter((r) => r.limiter === 'peer').map((r) => [key(r), r]));
+  return results
+    .filter((r) => r.limiter === 'limiter')
+    .map((r) => {
+      const peer = peers.get(key(r));
+      return [
+        `${r.rttMs} ms`,
+        r.direction,
+        r.traffic,
+        String(r.flows),
+        rate(r.rateBits),
+        `${r.bucketSeconds * 1000} ms`,
+        fixed(r.steady),
+        peer ? fixed(peer.steady) : '-',
+        `${fixed(r.retransmitPercent, 2)} %`,
+        peer ? `${fixed(peer.retransmitPercent, 2)} %` : '-',
+        `${fixed(r.loadedRttMs, 1)} ms`,
+        peer ? `${fixed(peer.loadedRttMs, 1)} ms` : '-',
+      ];
+    });
+}
+
 export function markdownReport(results: Results, seconds: number): string {
   const out: string[] = [];
   out.push(`# limiter bench (${results.mode})\n`);
@@ -76,6 +102,32 @@ export function markdownReport(results: Results, seconds: number): string {
       accuracyRows(results.accuracy),
     ),
   );
+  out.push(`## Real round-trip times\n`);
+  out.push(
+    "iperf3 through a delay line (two TUN devices in two namespaces, MTU 1500, no offloads); the round trip is the line's. " +
+      '*goodput*: steady-state receiver goodput ÷ rate. *resent*: segments the sender sent again ÷ segments it sent. ' +
+      "*RTT*: median ping beside the transfer. The peer has the same rate and burst: tbf on the client's egress for uploads, " +
+      'ifb + tbf on its ingress for downloads (a queue, latency 50 ms).\n',
+  );
+  out.push(
+    table(
+      [
+        'RTT',
+        'direction',
+        'traffic',
+        'flows',
+        'rate',
+        'bucket',
+        'goodput',
+        'peer goodput',
+        'resent',
+        'peer resent',
+        'RTT under load',
+        'peer RTT',
+      ],
+      rttRows(results.rtt),
+    ),
+  );
   out.push(`## Latency under load\n`);
   out.push(
     'RTT of a 64-byte request/response flow (20/s) beside a bulk TCP cubic flow, both under the same limit (bucket 100 ms).\n',
@@ -94,7 +146,7 @@ export function markdownReport(results: Results, seconds: number): string {
   );
   out.push(`## Cost per skb\n`);
   out.push(
-    "Run time per skb (BPF run-time statistics) of limiter_egress, and of a trivial `return 1` program on the same skbs (UDP, MTU-sized datagrams; the rule allows 100 Mbit/s). A process outside the instance's cgroups never runs the program: its cost is 0.\n",
+    "Run time per skb (BPF run-time statistics) of limiter_egress, and of a trivial `return 1` program on the same skbs (UDP, MTU-sized datagrams; the rule allows 100 Mbit/s). A process outside the instance's cgroups never runs the program, nor does a rule's traffic in a direction it does not limit (no program is attached for it): their cost is 0.\n",
   );
   out.push(
     table(

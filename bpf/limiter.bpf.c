@@ -44,6 +44,13 @@ struct {
 } limiter_state SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LIMITER_MAX_RULES);
+	__type(key, __u32);
+	__type(value, struct limiter_tally);
+} limiter_tally SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_CGROUP_STORAGE);
 	__type(key, __u64);
 	__type(value, struct limiter_attach);
@@ -185,7 +192,7 @@ static __always_inline int may_borrow(struct __sk_buff *skb, struct bpf_sock *sk
  * Only a bucket that looked empty costs a fresh reading.
  */
 static __always_inline int conforms(struct __sk_buff *skb, struct bpf_sock *sk, const struct limiter_limit *limit,
-				    struct limiter_counters *c, __u64 *clock_ns, __u32 len, enum limiter_direction dir)
+				    struct limiter_bucket *c, __u64 *clock_ns, __u32 len, enum limiter_direction dir)
 {
 	__u64 now = *(volatile __u64 *)clock_ns;
 	__u64 empty_at = *(volatile __u64 *)&c->empty_at_ns;
@@ -223,16 +230,19 @@ static __always_inline int police(struct __sk_buff *skb, struct bpf_sock *sk, co
 	struct limiter_state *state = bpf_map_lookup_elem(&limiter_state, &slot);
 	if (!state)
 		return 1;
-	struct limiter_counters *c = &state->dir[dir];
-	if (!conforms(skb, sk, &rule->limit[dir], c, &state->clock_ns, len, dir)) {
+	struct limiter_tally *tally = bpf_map_lookup_elem(&limiter_tally, &slot);
+	if (!tally)
+		return 1;
+	struct limiter_counters *count = &tally->dir[dir];
+	if (!conforms(skb, sk, &rule->limit[dir], &state->dir[dir], &state->clock_ns, len, dir)) {
 		if (dir == LIMITER_INGRESS)
 			note_dropped(skb, sk);
-		__sync_fetch_and_add(&c->dropped_bytes, len);
-		__sync_fetch_and_add(&c->dropped_packets, 1);
+		count->dropped_bytes += len;
+		count->dropped_packets++;
 		return 0;
 	}
-	__sync_fetch_and_add(&c->passed_bytes, len);
-	__sync_fetch_and_add(&c->passed_packets, 1);
+	count->passed_bytes += len;
+	count->passed_packets++;
 	return 1;
 }
 

@@ -28,6 +28,7 @@
 #define LIMITER_MAP_ATTACH      "limiter_attach"
 #define LIMITER_MAP_SOCKETS     "limiter_sockets"
 #define LIMITER_MAP_CONFIG      "limiter_config"
+#define LIMITER_MAP_TALLY       "limiter_tally"
 
 enum limiter_direction {
 	LIMITER_EGRESS = 0,
@@ -54,12 +55,24 @@ struct limiter_rule {
  * min(bucket, (now - empty_at_ns) * rate) bytes. Keeping a time instead of a
  * token count lets every CPU update it with one atomic add and no lock.
  */
-struct limiter_counters {
+struct limiter_bucket {
 	__u64 empty_at_ns;
+};
+
+/* What a rule let through and dropped in one direction, payload bytes and packets. */
+struct limiter_counters {
 	__u64 passed_bytes;
 	__u64 passed_packets;
 	__u64 dropped_bytes;
 	__u64 dropped_packets;
+};
+
+/*
+ * Value of the tally array (key: slot): per CPU, so that counting costs no
+ * atomic operation; user space adds the CPUs up. Written only by the programs.
+ */
+struct limiter_tally {
+	struct limiter_counters dir[LIMITER_DIRECTIONS];
 };
 
 /*
@@ -77,7 +90,7 @@ struct limiter_flows {
 
 /* Value of the state array (key: slot). Written only by the programs. */
 struct limiter_state {
-	struct limiter_counters dir[LIMITER_DIRECTIONS];
+	struct limiter_bucket dir[LIMITER_DIRECTIONS];
 	struct limiter_flows flows[LIMITER_DIRECTIONS];
 	/* A recent clock reading: while the bucket holds tokens as of then, it
 	 * holds them now, and reading the clock (slow on VMs) can wait. */

@@ -20,8 +20,9 @@ export const MAP_STATE = 'limiter_state';
 export const MAP_ATTACH = 'limiter_attach';
 export const MAP_SOCKETS = 'limiter_sockets';
 export const MAP_CONFIG = 'limiter_config';
+export const MAP_TALLY = 'limiter_tally';
 
-export const MAPS = [MAP_RULES, MAP_STATE, MAP_ATTACH, MAP_SOCKETS, MAP_CONFIG] as const;
+export const MAPS = [MAP_RULES, MAP_STATE, MAP_ATTACH, MAP_SOCKETS, MAP_CONFIG, MAP_TALLY] as const;
 export const PROGRAMS = [PROG_EGRESS, PROG_INGRESS, PROG_SOCKOPS, PROG_TC_EGRESS, PROG_TC_INGRESS] as const;
 export type MapName = (typeof MAPS)[number];
 export type ProgramName = (typeof PROGRAMS)[number];
@@ -48,26 +49,33 @@ export const LAYOUT = {
     size: 56,
     members: { limit: { offset: 0, size: 48 }, cgroup_id: { offset: 48, size: 8 } },
   },
+  limiter_bucket: {
+    size: 8,
+    members: { empty_at_ns: { offset: 0, size: 8 } },
+  },
   limiter_counters: {
-    size: 40,
+    size: 32,
     members: {
-      empty_at_ns: { offset: 0, size: 8 },
-      passed_bytes: { offset: 8, size: 8 },
-      passed_packets: { offset: 16, size: 8 },
-      dropped_bytes: { offset: 24, size: 8 },
-      dropped_packets: { offset: 32, size: 8 },
+      passed_bytes: { offset: 0, size: 8 },
+      passed_packets: { offset: 8, size: 8 },
+      dropped_bytes: { offset: 16, size: 8 },
+      dropped_packets: { offset: 24, size: 8 },
     },
+  },
+  limiter_tally: {
+    size: 64,
+    members: { dir: { offset: 0, size: 64 } },
   },
   limiter_flows: {
     size: 16,
     members: { epoch: { offset: 0, size: 8 }, now: { offset: 8, size: 4 }, prev: { offset: 12, size: 4 } },
   },
   limiter_state: {
-    size: 120,
+    size: 56,
     members: {
-      dir: { offset: 0, size: 80 },
-      flows: { offset: 80, size: 32 },
-      clock_ns: { offset: 112, size: 8 },
+      dir: { offset: 0, size: 16 },
+      flows: { offset: 16, size: 32 },
+      clock_ns: { offset: 48, size: 8 },
     },
   },
   limiter_attach: {
@@ -193,17 +201,27 @@ export function decodeRule(buf: Buffer, at = 0): RuleValue {
   };
 }
 
-export function decodeState(buf: Buffer): StateValue {
+/**
+ * A rule's buckets (from its state) and counters (from its tally, one value
+ * per possible CPU, each rounded up to 8 bytes, which are added up).
+ */
+export function decodeState(state: Buffer, tally: Buffer, cpus: number): StateValue {
   const read = (dir: DirectionName): Counters => {
-    const base = L.limiter_state.members.dir.offset + Direction[dir] * L.limiter_counters.size;
+    const bucket = L.limiter_state.members.dir.offset + Direction[dir] * L.limiter_bucket.size;
     const m = L.limiter_counters.members;
-    const u64 = (offset: number) => buf.readBigUInt64LE(base + offset);
+    const sum = (offset: number) => {
+      let total = 0n;
+      for (let cpu = 0; cpu < cpus; cpu++) {
+        total += tally.readBigUInt64LE(cpu * L.limiter_tally.size + Direction[dir] * L.limiter_counters.size + offset);
+      }
+      return total & 0xffffffffffffffffn;
+    };
     return {
-      emptyAtNs: u64(m.empty_at_ns.offset),
-      passedBytes: u64(m.passed_bytes.offset),
-      passedPackets: u64(m.passed_packets.offset),
-      droppedBytes: u64(m.dropped_bytes.offset),
-      droppedPackets: u64(m.dropped_packets.offset),
+      emptyAtNs: state.readBigUInt64LE(bucket + L.limiter_bucket.members.empty_at_ns.offset),
+      passedBytes: sum(m.passed_bytes.offset),
+      passedPackets: sum(m.passed_packets.offset),
+      droppedBytes: sum(m.dropped_bytes.offset),
+      droppedPackets: sum(m.dropped_packets.offset),
     };
   };
   return { egress: read('egress'), ingress: read('ingress') };
@@ -240,5 +258,6 @@ export function encodeConfig(ownedSockets: boolean): Buffer {
 
 export const emptyRuleBuffer = () => Buffer.alloc(L.limiter_rule.size);
 export const emptyStateBuffer = () => Buffer.alloc(L.limiter_state.size);
+export const emptyTallyBuffer = (cpus: number) => Buffer.alloc(L.limiter_tally.size * cpus);
 export const emptyAttachBuffer = () => Buffer.alloc(L.limiter_attach.size);
 export const emptySocketBuffer = () => Buffer.alloc(L.limiter_sk.size);

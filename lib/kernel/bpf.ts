@@ -29,6 +29,11 @@ export function libbpfVersion(): string {
   return bindings().libbpf_version_string();
 }
 
+/** The CPUs a per-CPU map holds a value for. */
+export function possibleCpus(): number {
+  return check(bindings().libbpf_num_possible_cpus(), 'count possible CPUs');
+}
+
 /** 1 supported, 0 not, <0 error. */
 export function probeProgramType(type: number): number {
   return bindings().libbpf_probe_bpf_prog_type(type, null);

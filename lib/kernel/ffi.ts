@@ -43,6 +43,7 @@ export interface Bindings {
   libbpf_version_string(): string;
   libbpf_set_print(fn: unknown): unknown;
   libbpf_probe_bpf_prog_type(type: number, opts: null): number;
+  libbpf_num_possible_cpus(): number;
 
   bpf_object__open_file(path: string, opts: null): bigint | null;
   bpf_object__load(obj: bigint): number;
@@ -127,6 +128,7 @@ export function bindings(): Bindings {
     libbpf_version_string: libbpf.func('const char *libbpf_version_string(void)'),
     libbpf_set_print: libbpf.func('void *libbpf_set_print(void *fn)'),
     libbpf_probe_bpf_prog_type: libbpf.func('int libbpf_probe_bpf_prog_type(int type, const void *opts)'),
+    libbpf_num_possible_cpus: libbpf.func('int libbpf_num_possible_cpus(void)'),
 
     bpf_object__open_file: libbpf.func('void *bpf_object__open_file(const char *path, const void *opts)'),
     bpf_object__load: libbpf.func('int bpf_object__load(void *obj)'),

@@ -8,16 +8,17 @@ import { errnoCode, notFound, operationFailed } from '../errors.js';
 import { linkCreate, objGet, objPin, SystemCallError } from './bpf.js';
 import { pinPath, RULE_HOOKS, rulePin, unlinkIfPresent, type Hook } from './pins.js';
 
-/** The hooks of a rule's cgroup that have no pinned link. */
-export function missingRuleLinks(instance: Instance, cgroupId: number): Hook[] {
-  return RULE_HOOKS.filter((hook) => !existsSync(pinPath(instance, rulePin(cgroupId, hook))));
+/** Those of hooks that have no pinned link on a rule's cgroup. */
+export function missingRuleLinks(instance: Instance, cgroupId: number, hooks: readonly Hook[] = RULE_HOOKS): Hook[] {
+  return hooks.filter((hook) => !existsSync(pinPath(instance, rulePin(cgroupId, hook))));
 }
 
 /**
- * Attaches the rule programs to the cgroup at dir (whose id is cgroupId)
- * where they are missing, each through a pinned link. All or none.
+ * Makes the cgroup at dir (whose id is cgroupId) have exactly the links of
+ * hooks: attaches the programs that are missing, each through a pinned link
+ * (all or none), and detaches the others.
  */
-export function attachRule(instance: Instance, dir: string, cgroupId: number): void {
+export function attachRule(instance: Instance, dir: string, cgroupId: number, hooks: readonly Hook[]): void {
   const created: string[] = [];
   let cgroupFd: number;
   try {
@@ -27,7 +28,7 @@ export function attachRule(instance: Instance, dir: string, cgroupId: number): v
     throw err;
   }
   try {
-    for (const hook of missingRuleLinks(instance, cgroupId)) {
+    for (const hook of missingRuleLinks(instance, cgroupId, hooks)) {
       const programFd = objGet(pinPath(instance, hook.program));
       if (programFd === null)
         throw operationFailed('no-program', `${hook.program} is not pinned in ${instance.bpffsDir}`);
@@ -55,6 +56,7 @@ export function attachRule(instance: Instance, dir: string, cgroupId: number): v
   } finally {
     closeSync(cgroupFd);
   }
+  for (const hook of RULE_HOOKS) if (!hooks.includes(hook)) unlinkIfPresent(pinPath(instance, rulePin(cgroupId, hook)));
 }
 
 /** Detaches the rule programs from a cgroup: unpins its links. Idempotent. */

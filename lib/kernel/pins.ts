@@ -18,7 +18,7 @@ export interface Hook {
   attachType: number;
 }
 
-/** The links on a rule's cgroup: policing both ways, and TCP pacing. */
+/** The links a rule's cgroup may have: policing each way, and TCP pacing and windows. */
 export const RULE_HOOKS: readonly Hook[] = [
   { hook: 'egress', program: PROG_EGRESS, attachType: AttachType.cgroupInetEgress },
   { hook: 'ingress', program: PROG_INGRESS, attachType: AttachType.cgroupInetIngress },
@@ -32,6 +32,15 @@ export const TCX_HOOKS: readonly Hook[] = [
 ];
 
 export const rulePin = (cgroupId: number, hook: Hook) => `rule_${cgroupId}_${hook.hook}`;
+
+/**
+ * The links a rule needs: a direction without a limit has no program, so
+ * that its traffic costs nothing (design.md K25); sock_ops always, which
+ * keeps the cgroup's storage.
+ */
+export function hooksFor(limited: { egress: boolean; ingress: boolean }): Hook[] {
+  return RULE_HOOKS.filter((h) => h.hook === 'sock_ops' || limited[h.hook as 'egress' | 'ingress']);
+}
 export const tcxPin = (netns: number, ifindex: number, hook: Hook) => `tcx_${netns}_${ifindex}_${hook.hook}`;
 
 export interface LinkPin extends Hook {

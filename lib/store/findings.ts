@@ -10,7 +10,7 @@ import { cgroupId, childCgroups, listPids } from '../kernel/cgroup.js';
 import { missingRuleLinks } from '../kernel/links.js';
 import { kernelRules, type MapFds } from '../kernel/maps.js';
 import { linkPins } from '../kernel/pins.js';
-import { memberOf, ruleDir, targetDir } from './rule.js';
+import { hooksOf, memberOf, ruleDir, targetDir } from './rule.js';
 import type { State } from './state.js';
 
 export type Finding =
@@ -121,7 +121,11 @@ export function ruleFindings(ctx: Context, state: State, maps: MapFds): Finding[
       found.push({ kind: 'limit-missing', rule: name });
       continue;
     }
-    const hooks = missingRuleLinks(ctx.instance, record.cgroupId).map((h) => h.hook);
+    const hooks = missingRuleLinks(
+      ctx.instance,
+      record.cgroupId,
+      hooksOf(kernel.get(record.cgroupId)!.value.limits),
+    ).map((h) => h.hook);
     if (hooks.length > 0) found.push({ kind: 'links-missing', rule: name, hooks });
   }
   for (const [name, id] of children) {

@@ -79,8 +79,8 @@ function repair(t: Transaction, f: Finding): string | null {
     }
     case 'links-missing': {
       const record = state.rules[f.rule];
-      const slot = kernelOf(t).get(record.cgroupId)!.slot;
-      attachPrograms(t, targetDir(ctx, f.rule, record.target), record.cgroupId, slot);
+      const { slot, value } = kernelOf(t).get(record.cgroupId)!;
+      attachPrograms(t, targetDir(ctx, f.rule, record.target), record.cgroupId, slot, value.limits);
       return `rule ${f.rule} had lost its ${f.hooks.join(', ')} link; attached it again`;
     }
     case 'rule-ended':

@@ -11,7 +11,6 @@ import type { Context } from '../context.js';
 import { notFound, operationFailed, unsupported } from '../errors.js';
 import {
   emptyRuleBuffer,
-  emptyStateBuffer,
   encodeAttach,
   encodeConfig,
   encodeRule,
@@ -24,7 +23,8 @@ import {
 import { mapUpdate, SystemCallError } from '../kernel/bpf.js';
 import { cgroupDirOf, cgroupId, cgroupOfPid, createCgroup, listPids, removeCgroup } from '../kernel/cgroup.js';
 import { attachRule, detachRule } from '../kernel/links.js';
-import { kernelRules, type KernelRule, type MapFds } from '../kernel/maps.js';
+import { kernelRules, resetSlot, type KernelRule, type MapFds } from '../kernel/maps.js';
+import { hooksFor } from '../kernel/pins.js';
 import { readProcess } from '../kernel/proc.js';
 import { attachTcx, detachTcx } from '../kernel/tcx.js';
 import { log } from '../log.js';
@@ -102,10 +102,10 @@ export function createRule(
   }
   const record: RuleRecord = { target, source, cgroupId: cgroupId(dir), members: {}, owned: false };
   const slot = freeSlot(t);
-  mapUpdate(maps.state, u32Key(slot), emptyStateBuffer());
+  resetSlot(maps, slot);
   writeSlot(t, slot, { limits, cgroupId: record.cgroupId });
   undo.push(() => writeSlot(t, slot, null));
-  attachPrograms(t, dir, record.cgroupId, slot);
+  attachPrograms(t, dir, record.cgroupId, slot, limits);
   state.rules[name] = record;
   undo.push(() => delete state.rules[name]);
   return record;
@@ -116,11 +116,15 @@ export function createRule(
  * tells their storage the slot (it exists once a program is attached there,
  * and goes when the last one is detached).
  */
-export function attachPrograms(t: Transaction, dir: string, id: number, slot: number): void {
-  attachRule(t.ctx.instance, dir, id);
+export function attachPrograms(t: Transaction, dir: string, id: number, slot: number, limits: Limits): void {
+  attachRule(t.ctx.instance, dir, id, hooksOf(limits));
   t.undo.push(() => detachRule(t.ctx.instance, id));
   mapUpdate(t.maps.attach, u64Key(id), encodeAttach(slot));
 }
+
+/** The links a rule with these limits has. */
+export const hooksOf = (limits: Limits) =>
+  hooksFor({ egress: limits.egress.rate > 0, ingress: limits.ingress.rate > 0 });
 
 /** Changes the directions given; the others keep their limits. */
 export function changeLimits(t: Transaction, name: string, limits: Partial<Limits>): void {
@@ -128,6 +132,10 @@ export function changeLimits(t: Transaction, name: string, limits: Partial<Limit
   const changed: RuleValue = { ...value, limits: { ...value.limits, ...limits } };
   writeSlot(t, slot, changed);
   t.undo.push(() => writeSlot(t, slot, value));
+  const { ctx, state } = t;
+  const dir = targetDir(ctx, name, state.rules[name].target);
+  attachRule(ctx.instance, dir, value.cgroupId, hooksOf(changed.limits));
+  t.undo.push(() => attachRule(ctx.instance, dir, value.cgroupId, hooksOf(value.limits)));
 }
 
 /** Removes a rule: detached, its slot freed; a pid rule's cgroup, which must be empty, first. */

@@ -1,11 +1,10 @@
 /** Real loopback traffic for the kernel tier: iperf3 servers and clients the test starts itself. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
-import { decodeState, emptyStateBuffer, MAP_STATE, u32Key } from '../../lib/kernel/abi.js';
-import { BPFFS_ROOT } from '../../lib/instance.js';
-import { mapLookup, objGet } from '../../lib/kernel/bpf.js';
+import { instancePaths } from '../../lib/instance.js';
+import { findCgroup2Mount } from '../../lib/kernel/cgroup.js';
+import { openMaps, readCounters } from '../../lib/kernel/maps.js';
 import { listJson } from './cli.js';
 
 export type Family = 'ipv4' | 'ipv6';
@@ -213,18 +212,16 @@ export function sampleCounters(
   everyMs = 100,
   direction: 'egress' | 'ingress' = 'egress',
 ) {
-  const stateFd = objGet(join(BPFFS_ROOT, instance, MAP_STATE));
-  if (stateFd === null) throw new Error(`instance ${instance} has no pinned maps`);
+  const maps = openMaps(instancePaths(instance, findCgroup2Mount()));
+  if (maps === null) throw new Error(`instance ${instance} has no pinned maps`);
   const slot = listJson({ LIMITER_INSTANCE: instance }).rules.find((r) => r.name === rule)?.slot;
   if (slot === undefined || slot === null) throw new Error(`rule ${rule} has no slot in the kernel`);
-  const slotKey = u32Key(slot);
   const samples: Sample[] = [];
-  const stateBuf = emptyStateBuffer();
   const read = () => {
+    // The tally is per CPU: the window's clock readings bracket the read of every CPU's counters.
     const before = process.hrtime.bigint();
-    mapLookup(stateFd, slotKey, stateBuf);
+    const counters = readCounters(maps, slot)![direction];
     const after = process.hrtime.bigint();
-    const counters = decodeState(stateBuf)[direction];
     samples.push({
       before,
       after,
@@ -238,7 +235,7 @@ export function sampleCounters(
     stop(): Sample[] {
       clearInterval(timer);
       read();
-      closeSync(stateFd);
+      maps.close();
       return samples;
     },
   };

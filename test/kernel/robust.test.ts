@@ -223,7 +223,7 @@ describe('things that vanish underneath', () => {
         .filter((l) => l.target === a.cgroupId)
         .map((l) => l.hook)
         .sort(),
-    ).toEqual(['egress', 'ingress', 'sock_ops']);
+    ).toEqual(['egress', 'sock_ops']);
     expectConsistent(env, instance);
   });
 

@@ -110,7 +110,7 @@ describe('speed-limiter.deb', () => {
         }
         return false;
       };
-      expect(list.bpf.links).toHaveLength(3);
+      expect(list.bpf.links).toHaveLength(2);
       for (const l of list.bpf.links) expect(gone('link', l.id)).toBe(true);
       for (const p of list.bpf.programs) expect(gone('prog', p.id)).toBe(true);
       expect(spawnSync('grep', ['-q', `^0::/${instance}/`, `/proc/${pid}/cgroup`]).status).not.toBe(0);

@@ -19,7 +19,7 @@ describe('lib/abi.ts mirrors bpf/limiter.h', () => {
 
   it('uses the names, limits and flags the header defines', () => {
     const programs = ['EGRESS', 'INGRESS', 'SOCKOPS', 'TC_EGRESS', 'TC_INGRESS'];
-    const maps = ['RULES', 'STATE', 'ATTACH', 'SOCKETS', 'CONFIG'];
+    const maps = ['RULES', 'STATE', 'ATTACH', 'SOCKETS', 'CONFIG', 'TALLY'];
     expect(programs.map((p) => define(`LIMITER_PROG_${p}`))).toEqual(PROGRAMS.map((p) => JSON.stringify(p)));
     expect(maps.map((m) => define(`LIMITER_MAP_${m}`))).toEqual(MAPS.map((m) => JSON.stringify(m)));
     expect(Number(define('LIMITER_MAX_RULES'))).toBe(MAX_RULES);

@@ -1,0 +1,116 @@
+/**
+ * Real round-trip times: iperf3 through a delay line (two TUN devices in two
+ * namespaces, MTU 1500, no offloads), uploads and downloads, under limiter
+ * and under the classic peer with the same rate and burst: tbf on the
+ * client's egress for uploads, ifb + tbf on its ingress for downloads.
+ */
+import { spawnSync } from 'node:child_process';
+import { runCli } from '../test/harness/cli.js';
+import { clearPeers, ifbDownload, tbfUpload, tcpSegments, type DelayLine } from '../test/harness/delayline.js';
+import {
+  clientIntervals,
+  collect,
+  gated,
+  inNetns,
+  iperfClientArgs,
+  iperfServer,
+  type IperfInterval,
+} from '../test/harness/traffic.js';
+import { spawn } from 'node:child_process';
+
+export interface RttCase {
+  limiter: 'limiter' | 'peer';
+  direction: 'upload' | 'download';
+  traffic: 'cubic' | 'bbr';
+  flows: number;
+  /** bits per second */
+  rateBits: number;
+  /** bucket as seconds of rate */
+  bucketSeconds: number;
+  rttMs: number;
+}
+
+export interface RttResult extends RttCase {
+  /** steady-state goodput ÷ rate */
+  steady: number;
+  /** segments the sender sent again ÷ segments it sent, in percent */
+  retransmitPercent: number;
+  /** median ping RTT during the transfer */
+  loadedRttMs: number;
+  errors: number;
+}
+
+const steadyFrom = (c: RttCase) => (c.bucketSeconds >= 1 ? 3 : 2);
+const MEASURED_SECONDS = 3;
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length ? sorted[Math.floor(sorted.length / 2)] : NaN;
+}
+
+function mean(intervals: IperfInterval[], from: number): number {
+  const steady = intervals.filter((i) => i.start >= from - 1e-3);
+  const seconds = steady.reduce((n, i) => n + i.end - i.start, 0);
+  return seconds > 0 ? steady.reduce((n, i) => n + i.bytes, 0) / seconds : 0;
+}
+
+export async function runRtt(line: DelayLine, env: NodeJS.ProcessEnv, c: RttCase): Promise<RttResult> {
+  const rateBytes = c.rateBits / 8;
+  const bucket = Math.max(1, Math.round(rateBytes * c.bucketSeconds));
+  const download = c.direction === 'download';
+  const server = await iperfServer('ipv4', { netns: line.server, address: line.serverAddress });
+  const seconds = steadyFrom(c) + MEASURED_SECONDS;
+  const [command, ...args] = inNetns(line.client, [
+    'iperf3',
+    ...iperfClientArgs(server.port, {
+      family: 'ipv4',
+      address: line.serverAddress,
+      seconds,
+      congestion: c.traffic,
+      parallel: c.flows > 1 ? c.flows : undefined,
+      download,
+    }),
+  ]);
+  const client = gated(command, args);
+  const pinger = spawn(
+    'ip',
+    ['netns', 'exec', line.client, 'ping', '-n', '-i', '0.2', '-w', String(seconds), line.serverAddress],
+    {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    },
+  );
+  const pings = collect(pinger, (seconds + 10) * 1000);
+  try {
+    if (c.limiter === 'peer') {
+      if (download) ifbDownload(line, rateBytes, bucket);
+      else tbfUpload(line, rateBytes, bucket);
+    } else {
+      const limit = download
+        ? ['--ingress-rate', String(rateBytes), '--ingress-bucket', String(bucket)]
+        : ['--rate', String(rateBytes), '--bucket', String(bucket)];
+      const set = runCli(['set', '--pid', String(client.pid), ...limit], env);
+      if (set.code !== 0) throw new Error(`limiter set failed: ${set.stderr}`);
+    }
+    const sender = download ? line.server : line.client;
+    const before = tcpSegments(sender);
+    client.go();
+    const exited = await client.done;
+    const after = tcpSegments(sender);
+    const intervals = download ? clientIntervals(exited.stdout) : await server.result.catch(() => []);
+    const rtts = [...(await pings).stdout.matchAll(/time=([\d.]+)/g)].map((m) => Number(m[1]));
+    return {
+      ...c,
+      steady: mean(intervals, steadyFrom(c)) / rateBytes,
+      retransmitPercent: (100 * (after.retransmitted - before.retransmitted)) / Math.max(1, after.out - before.out),
+      loadedRttMs: median(rtts),
+      errors: exited.code === 0 ? 0 : 1,
+    };
+  } finally {
+    client.kill();
+    server.kill();
+    pinger.kill();
+    if (c.limiter === 'peer') clearPeers(line);
+    else runCli(['purge'], env);
+    spawnSync('sleep', ['0.2']);
+  }
+}
