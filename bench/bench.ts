@@ -19,7 +19,8 @@ import { loopbackThroughput, measureCost, type CostResult, type ThroughputResult
 import { runLatency, type LatencyResult } from './latency.js';
 import { markdownReport } from './report.js';
 import { runRtt, type RttCase, type RttResult } from './rtt.js';
-import { createDelayLine } from '../test/harness/delayline.js';
+import { createDelayLine, type DelayLine } from '../test/harness/delayline.js';
+import { limitedLoopbackDownload } from '../test/harness/http.js';
 import { addRules, startSleepers } from './scale.js';
 import { createTopology } from '../test/harness/topology.js';
 
@@ -35,12 +36,21 @@ export interface ScaleResult {
   cost: CostResult;
 }
 
+/** curl from python's http.server on loopback, with a download limit. */
+export interface LoopbackResult {
+  rateBits: number;
+  bucketSeconds: number;
+  /** goodput ÷ rate after the first 2 s */
+  steady: number;
+}
+
 export interface Results {
   date: string;
   kernel: string;
   mode: 'quick' | 'full';
   accuracy: AccuracyResult[];
   rtt: RttResult[];
+  loopback: LoopbackResult[];
   latency: LatencyResult[];
   cost: CostResult[];
   throughput: ThroughputResult[];
@@ -64,7 +74,7 @@ function accuracyCases(): AccuracyCase[] {
   // Downloads: the rule's ingress bucket; the remote sender retransmits what it drops.
   for (const traffic of ['cubic', 'bbr'] as const)
     for (const rateBits of QUICK ? [100 * MBIT] : [10 * MBIT, 100 * MBIT, 1000 * MBIT])
-      for (const bucketSeconds of QUICK ? [0.1] : [1, 0.1])
+      for (const bucketSeconds of QUICK ? [0.1, 0.01] : [1, 0.1, 0.01])
         for (const limiter of ['limiter', 'tbf'] as const)
           cases.push({ limiter, traffic, flows: 1, rateBits, bucketSeconds, direction: 'ingress' });
   // What was running before it was limited: a server already listening, and a cgroup limited in place.
@@ -111,8 +121,10 @@ async function main(): Promise<void> {
   const topology = createTopology(String(process.pid % 10000));
   const ctx = preflight({ mountBpffs: true }, { ...process.env, ...env });
   const sleepers: Array<{ kill(): void }> = [];
+  let line: DelayLine | undefined;
   const cleanup = () => {
     sleepers.forEach((s) => s.kill());
+    line?.destroy();
     runCli(['purge'], env);
     topology.destroy();
   };
@@ -128,6 +140,7 @@ async function main(): Promise<void> {
     mode: QUICK ? 'quick' : 'full',
     accuracy: [],
     rtt: [],
+    loopback: [],
     latency: [],
     cost: [],
     throughput: [],
@@ -145,19 +158,26 @@ async function main(): Promise<void> {
     }
 
     for (const rttMs of QUICK ? [20] : [2, 20, 80]) {
-      const line = await createDelayLine(String(process.pid % 10000), rttMs);
-      try {
-        const cases = rttCases(rttMs);
-        for (const [i, c] of cases.entries()) {
-          log(
-            `rtt ${rttMs} ms ${i + 1}/${cases.length}: ${c.limiter} ${c.direction} ${c.traffic} ×${c.flows} ${c.rateBits / MBIT} Mbit/s bucket ${c.bucketSeconds * 1000} ms`,
-          );
-          results.rtt.push(await runRtt(line, env, c));
-        }
-      } finally {
-        line.destroy();
+      line = await createDelayLine(String(process.pid % 10000), rttMs);
+      const cases = rttCases(rttMs);
+      for (const [i, c] of cases.entries()) {
+        log(
+          `rtt ${rttMs} ms ${i + 1}/${cases.length}: ${c.limiter} ${c.direction} ${c.traffic} ×${c.flows} ${c.rateBits / MBIT} Mbit/s bucket ${c.bucketSeconds * 1000} ms`,
+        );
+        results.rtt.push(await runRtt(line, env, c));
       }
+      line.destroy();
+      line = undefined;
     }
+
+    for (const rateBits of [10 * MBIT, 100 * MBIT])
+      for (const bucketSeconds of QUICK ? [0.01] : [0.1, 0.01]) {
+        log(`loopback download: ${rateBits / MBIT} Mbit/s bucket ${bucketSeconds * 1000} ms`);
+        const rateBytes = rateBits / 8;
+        const setArgs = ['--ingress-rate', String(rateBytes), '--ingress-bucket', String(rateBytes * bucketSeconds)];
+        const got = await limitedLoopbackDownload(env, 'bench', setArgs);
+        results.loopback.push({ rateBits, bucketSeconds, steady: got / rateBytes });
+      }
 
     for (const limiter of ['none', 'limiter', 'tbf'] as const) {
       for (const rateBits of QUICK ? [10 * MBIT] : [10 * MBIT, 100 * MBIT]) {

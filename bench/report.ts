@@ -128,6 +128,17 @@ export function markdownReport(results: Results, seconds: number): string {
       rttRows(results.rtt),
     ),
   );
+  out.push(`## Downloads on loopback\n`);
+  out.push(
+    "curl downloading from python's http.server on loopback (µs round trip, 64 KiB packets: no window can limit), " +
+      'limited with `--ingress-rate`; goodput ÷ rate after the first 2 s, over 5 s.\n',
+  );
+  out.push(
+    table(
+      ['rate', 'bucket', 'goodput'],
+      results.loopback.map((r) => [rate(r.rateBits), `${r.bucketSeconds * 1000} ms`, fixed(r.steady)]),
+    ),
+  );
   out.push(`## Latency under load\n`);
   out.push(
     'RTT of a 64-byte request/response flow (20/s) beside a bulk TCP cubic flow, both under the same limit (bucket 100 ms).\n',

@@ -47,8 +47,8 @@ const pid = (description: string, required = true): OptionSpec => ({
   complete: 'pid',
 });
 /** What set, unset and list are about: a process, or a cgroup limited in place. */
-const targets = (verb: string): OptionSpec[] => [
-  pid(`${verb} a process (moved into a rule of its own)`, false),
+const targets = (verb: string, pidEffect: string): OptionSpec[] => [
+  pid(`${verb} a process (${pidEffect})`, false),
   { flags: '--cgroup <path>', description: `${verb} a cgroup in place, by path`, complete: 'directory' },
   { flags: '--unit <name>', description: `${verb} a systemd unit's cgroup in place (web.service)`, complete: 'unit' },
   {
@@ -94,7 +94,7 @@ attached there, and every socket of the cgroup and its descendants is limited. E
 has its own buckets; processes set with the same \fB\-\-name\fR share them. On a target
 that is already limited, \fBset\fR changes its rule and keeps the direction not given.`,
     options: [
-      ...targets('limit'),
+      ...targets('limit', 'moved into a rule of its own'),
       ...limitOptions,
       {
         flags: '--name <rule>',
@@ -137,7 +137,10 @@ of the instance.`,
 (what its listeners accept from then on is not limited); remove the rule when no process
 is left in it. For a cgroup limited in place, detach the programs and remove the rule: the
 cgroup, its processes and anything else attached there stay as they were.`,
-    options: [...targets('unlimit'), tree('with --pid: also every limited descendant of the process')],
+    options: [
+      ...targets('unlimit', 'moved back where it came from'),
+      tree('with --pid: also every limited descendant of the process'),
+    ],
     oneOf: [TARGET_GROUP],
     load: () => import('./commands/unset.js'),
   },

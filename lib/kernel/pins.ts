@@ -1,6 +1,6 @@
 /**
  * Where an instance pins its kernel objects in bpffs: every map and program
- * under its own name, three links per rule (rule_<cgroup id>_<hook>), and two
+ * under its own name, up to three links per rule (rule_<cgroup id>_<hook>), and two
  * tcx links per interface that owned sockets use (tcx_<netns>_<ifindex>_<hook>).
  */
 import { readdirSync, unlinkSync } from 'node:fs';

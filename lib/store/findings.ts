@@ -17,7 +17,7 @@ export type Finding =
   /** pinned maps or programs of the instance are gone */
   | { kind: 'pins-missing'; pins: string[] }
   /** a rule's cgroup is gone: removed by hand or by its manager, or by a reboot that left the state file */
-  | { kind: 'cgroup-gone'; rule: string; inPlace: boolean }
+  | { kind: 'cgroup-gone'; rule: string; inPlace: boolean; fromFile: boolean }
   /** a member exited, or something else moved it out of its rule */
   | { kind: 'member-gone'; rule: string; pid: number; exited: boolean }
   /** every process of a pid rule has exited: normal life, the next change removes it */
@@ -41,7 +41,13 @@ export function describeFinding(f: Finding, instance: string): { severity: Findi
     case 'pins-missing':
       return { severity: 'problem', text: `missing in /sys/fs/bpf/${instance}: ${f.pins.join(', ')}` };
     case 'cgroup-gone':
-      return { severity: 'problem', text: `the cgroup of rule ${f.rule} is gone` };
+      // A rule from the file comes back with its unit (drop-in); one set by hand is lost.
+      return f.fromFile
+        ? {
+            severity: 'info',
+            text: `the cgroup of rule ${f.rule} is gone; it waits in the rules file until the cgroup is back (a unit's drop-in applies it when the unit starts)`,
+          }
+        : { severity: 'problem', text: `the cgroup of rule ${f.rule} is gone` };
     case 'member-gone':
       return {
         severity: 'info',
@@ -93,7 +99,12 @@ export function ruleFindings(ctx: Context, state: State, maps: MapFds): Finding[
 
   const live = Object.entries(state.rules).filter(([name, record]) => {
     if (idOf(targetDir(ctx, name, record.target)) === record.cgroupId) return true;
-    found.push({ kind: 'cgroup-gone', rule: name, inPlace: record.target.kind !== 'pid' });
+    found.push({
+      kind: 'cgroup-gone',
+      rule: name,
+      inPlace: record.target.kind !== 'pid',
+      fromFile: record.source === 'file',
+    });
     return false;
   });
   for (const [name, record] of live) {

@@ -37,8 +37,11 @@ function repair(t: Transaction, f: Finding): string | null {
   switch (f.kind) {
     case 'cgroup-gone':
       dropRecord(t, f.rule);
+      if (f.fromFile)
+        return `the cgroup of rule ${f.rule} is gone; the rule waits in the rules file until the cgroup is back`;
       return f.inPlace
-        ? `the cgroup rule ${f.rule} limited was removed (by its manager?); the rule went with it`
+        ? `the cgroup rule ${f.rule} limited was removed (by its manager?); the rule went with it ` +
+            `(the rules file keeps a unit's limit across restarts)`
         : `rule ${f.rule} had lost its cgroup; forgot it`;
     case 'member-gone':
       delete state.rules[f.rule].members[f.pid];

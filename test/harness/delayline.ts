@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { packageRoot } from '../../lib/instance.js';
-import { sh } from './topology.js';
+import { sh, tbfQdisc } from './topology.js';
 
 export interface DelayLine {
   client: string;
@@ -111,27 +111,9 @@ export function ifbDownload(line: DelayLine, rateBytes: number, burstBytes: numb
   tbf(line.client, ifb, rateBytes, burstBytes);
 }
 
+/** tbf needs a burst of at least one MTU-sized packet. */
 function tbf(ns: string, dev: string, rateBytes: number, burstBytes: number): void {
-  // tbf needs a burst of at least one MTU-sized packet.
-  const burst = Math.max(burstBytes, 1600);
-  sh('ip', [
-    'netns',
-    'exec',
-    ns,
-    'tc',
-    'qdisc',
-    'replace',
-    'dev',
-    dev,
-    'root',
-    'tbf',
-    'rate',
-    `${rateBytes * 8}bit`,
-    'burst',
-    String(burst),
-    'latency',
-    '50ms',
-  ]);
+  tbfQdisc(ns, dev, rateBytes, Math.max(burstBytes, 1600));
 }
 
 /** Removes tbf, ifb and the ingress qdisc the peers added. */

@@ -8,12 +8,14 @@ import { existsSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, statSync, writeF
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findCgroup2Mount, listPids } from '../../lib/kernel/cgroup.js';
+import { runCli, sleep } from './cli.js';
 import {
   collect,
   freePort,
   gated,
   inNetns,
   LOOPBACK,
+  netns,
   waitUntil,
   type Exited,
   type Family,
@@ -111,6 +113,37 @@ export function curlToFile(netns: string, url: string, extra: string[] = []): Ga
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * curl downloading a large file from python's http.server on loopback, in a
+ * namespace of its own, limited with `limiter set --pid <curl> ...setArgs`
+ * before it starts: its bytes per second after the first warmMs.
+ */
+export async function limitedLoopbackDownload(
+  env: NodeJS.ProcessEnv,
+  tag: string,
+  setArgs: string[],
+  { warmMs = 2000, measureMs = 5000 } = {},
+): Promise<number> {
+  const ns = netns(tag);
+  const www = servedFiles({ 'big.bin': 128 * 1048576 });
+  const stops: Array<() => void> = [() => ns.remove(), () => www.remove()];
+  try {
+    const server = await httpServer(ns.name, 'ipv4', www.dir);
+    stops.unshift(() => server.kill());
+    const download = curlToFile(ns.name, server.url('big.bin'));
+    stops.unshift(() => download.kill());
+    const set = runCli(['set', '--pid', String(download.pid), ...setArgs], env);
+    if (set.code !== 0) throw new Error(`limiter set: ${set.stderr}`);
+    download.go();
+    await sleep(warmMs);
+    const from = { bytes: download.size(), at: process.hrtime.bigint() };
+    await sleep(measureMs);
+    return (download.size() - from.bytes) / (Number(process.hrtime.bigint() - from.at) / 1e9);
+  } finally {
+    stops.forEach((stop) => stop());
+  }
 }
 
 export interface StandIn {

@@ -65,6 +65,12 @@ export function createTopology(tag: string): Topology {
   return { sender, receiver, senderDev, receiverDev, receiverAddress: '10.231.0.2', destroy };
 }
 
+/** tc tbf as the root qdisc of dev in ns: the classic per-interface limiter the bench compares with. */
+export function tbfQdisc(ns: string, dev: string, rateBytes: number, burstBytes: number): void {
+  const tc = ['qdisc', 'replace', 'dev', dev, 'root', 'tbf', 'rate', `${rateBytes * 8}bit`];
+  sh('ip', ['netns', 'exec', ns, 'tc', ...tc, 'burst', String(burstBytes), 'latency', '50ms']);
+}
+
 /**
  * tc tbf on one end of the veth, the per-interface peer limiter: on the
  * client's side for uploads, on the server's side for downloads (where
@@ -78,24 +84,7 @@ export function setTbf(
 ): void {
   const [ns, dev] =
     side === 'client' ? [topology.sender, topology.senderDev] : [topology.receiver, topology.receiverDev];
-  sh('ip', [
-    'netns',
-    'exec',
-    ns,
-    'tc',
-    'qdisc',
-    'replace',
-    'dev',
-    dev,
-    'root',
-    'tbf',
-    'rate',
-    `${rateBytes * 8}bit`,
-    'burst',
-    String(burstBytes),
-    'latency',
-    '50ms',
-  ]);
+  tbfQdisc(ns, dev, rateBytes, burstBytes);
 }
 
 export function clearQdisc(topology: Topology): void {

@@ -86,6 +86,8 @@ export interface IperfServer {
 export const inNetns = (netns: string | undefined, argv: string[]) =>
   netns ? ['ip', 'netns', 'exec', netns, ...argv] : argv;
 
+const SERVER_IDLE_SECONDS = 120;
+
 /** A one-off iperf3 server; resolves once it listens. */
 export async function iperfServer(
   family: Family,
@@ -94,6 +96,8 @@ export async function iperfServer(
   const port = await freePort();
   const address = options.address ?? LOOPBACK[family];
   const argv = ['iperf3', '-s', '-1', '-J', '-p', String(port), '-B', address, '-i', String(options.interval ?? 1)];
+  // A server no client reached ends by itself, even when the test runner was killed.
+  argv.push('--idle-timeout', String(SERVER_IDLE_SECONDS));
   const [command, ...args] = inNetns(options.netns, argv);
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = collect(child, 120_000);

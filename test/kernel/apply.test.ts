@@ -186,7 +186,10 @@ describe('limits that survive a restart', () => {
     };
     const started = start();
     expect(started).toMatchObject({ target: 'unit', rateBytesPerSec: 1048576 });
-    rmdirSync(laterDir); // the unit stops
+    rmdirSync(laterDir); // the unit stops: normal life for a rule of the file
+    const doctor = runCli(['doctor'], env);
+    expect(doctor.code, doctor.stdout).toBe(0);
+    expect(doctor.stdout).toContain('the cgroup of rule later is gone; it waits in the rules file');
     const restarted = start();
     expect(restarted).toMatchObject({ target: 'unit', rateBytesPerSec: 1048576 });
     expect(restarted!.cgroupId).not.toBe(started!.cgroupId);

@@ -6,19 +6,11 @@
  * limit, a small bucket still lets a download through (K24).
  */
 import { describe, expect, it } from 'vitest';
-import { runCli, sleep } from '../harness/cli.js';
+import { runCli } from '../harness/cli.js';
 import { createDelayLine, tcpSegments } from '../harness/delayline.js';
-import { curlToFile, httpServer, servedFiles } from '../harness/http.js';
+import { limitedLoopbackDownload } from '../harness/http.js';
 import { testScope } from '../harness/scope.js';
-import {
-  clientIntervals,
-  gated,
-  inNetns,
-  iperfClientArgs,
-  iperfServer,
-  netns,
-  steadyRate,
-} from '../harness/traffic.js';
+import { clientIntervals, gated, inNetns, iperfClientArgs, iperfServer, steadyRate } from '../harness/traffic.js';
 
 const scope = testScope();
 
@@ -64,22 +56,8 @@ describe('a download over a 40 ms round trip', () => {
 describe('a download on loopback with a 10 ms bucket', () => {
   it('gets at least half the rate', async () => {
     const { env } = scope.instance('lo10');
-    const ns = netns('lo10');
-    scope.defer(() => ns.remove());
-    const www = servedFiles({ 'big.bin': 100 * 1048576 });
-    scope.defer(() => www.remove());
-    const server = await httpServer(ns.name, 'ipv4', www.dir);
-    scope.defer(() => server.kill());
-    const download = curlToFile(ns.name, server.url('big.bin'));
-    scope.defer(() => download.kill());
     const rate = 1048576;
-    const set = runCli(['set', '--pid', String(download.pid), '--ingress-rate', '1m', '--ingress-bucket', '10k'], env);
-    expect(set.code, set.stderr).toBe(0);
-    download.go();
-    await sleep(2000);
-    const from = { bytes: download.size(), at: process.hrtime.bigint() };
-    await sleep(5000);
-    const got = (download.size() - from.bytes) / (Number(process.hrtime.bigint() - from.at) / 1e9);
+    const got = await limitedLoopbackDownload(env, 'lo10', ['--ingress-rate', '1m', '--ingress-bucket', '10k']);
     expect(got).toBeGreaterThanOrEqual(0.5 * rate);
     expect(got).toBeLessThanOrEqual(1.2 * rate);
   });
