@@ -34,7 +34,7 @@ DOC_DATE := $(shell date -u -d @$${SOURCE_DATE_EPOCH:-$$(date +%s)} '+%B %Y')
 BUILD_APT := clang llvm libbpf-dev libbpf1 linux-libc-dev gcc
 TEST_APT  := iperf3 iproute2 ethtool iputils-ping tmux util-linux python3 curl groff-base debhelper dpkg-dev \
 	lintian prometheus ansible systemd
-BENCH_APT := iperf3 iproute2 ethtool iputils-ping python3
+BENCH_APT := iperf3 iproute2 ethtool iputils-ping python3 curl
 DEMO_APT  := iperf3 iproute2
 
 .PHONY: help deps build docs typecheck lint format test test-unit test-cli test-kernel test-package \
