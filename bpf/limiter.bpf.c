@@ -93,8 +93,8 @@ struct tcp_sock___limiter {
  * rate, all but one meet an empty bucket, and they stall for seconds. A
  * control connection or a request stays below it. */
 #define FLOW_BYTES_MAX 8192ULL
-/* A receive window smaller than this many segments limits nothing well (delayed
- * acknowledgements, loss recovery): below it the window is not clamped. */
+/* A receive window smaller than this many segments stalls a flow (delayed
+ * acknowledgements, loss recovery): no window is clamped below it. */
 #define MIN_WINDOW_SEGMENTS 2
 /* TCP_WINDOW_CLAMP cannot be removed once set: this is "no clamp". */
 #define NO_WINDOW_CLAMP (64U << 20)
@@ -532,9 +532,9 @@ static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk_f
  * drop after it crossed the link (design.md K16, K23). The round trip is the
  * receiver's own estimate (the handshake's until it has one); the window
  * follows the bucket (bucket_gain): 0.9 times the share below its aim, up
- * to 1.2 times with it full. Where a
- * round trip is too short for a window of a few segments to limit anything
- * (loopback), the window is left alone and the bucket alone holds the rate.
+ * to 1.2 times with it full. Where a round trip is too short for a window
+ * to limit (many flows at a low rate, loopback), the window is still held at
+ * two segments: fewer bytes in flight for the bucket to drop (design.md K23).
  */
 static __always_inline void clamp_window(struct bpf_sock_ops *skops, struct bpf_sock *socket, struct limiter_sk_flow *f,
 					 __u64 share, struct limiter_state *state, const struct limiter_limit *limit)
@@ -548,8 +548,10 @@ static __always_inline void clamp_window(struct bpf_sock_ops *skops, struct bpf_
 	__u64 mss = skops->mss_cache ? skops->mss_cache : 1460;
 	__u64 gain = bucket_gain(state, limit, LIMITER_INGRESS, bpf_ktime_get_ns());
 	__u64 window = share * gain / 1024 * rtt_us / 1000000;
-	if (!rtt_us || window < MIN_WINDOW_SEGMENTS * mss)
+	if (!rtt_us)
 		window = NO_WINDOW_CLAMP;
+	else if (window < MIN_WINDOW_SEGMENTS * mss)
+		window = MIN_WINDOW_SEGMENTS * mss;
 	if (window > NO_WINDOW_CLAMP)
 		window = NO_WINDOW_CLAMP;
 	__u32 clamp = window;
