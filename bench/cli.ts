@@ -11,9 +11,10 @@ export interface CliTiming {
 
 const RUNS = 9;
 
+/** The median, or NaN for no values. */
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
+  return sorted.length ? sorted[Math.floor(sorted.length / 2)] : NaN;
 }
 
 /** Median wall time of a command over RUNS runs; prepare() runs untimed before each. */

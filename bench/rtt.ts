@@ -4,8 +4,8 @@
  * and under the classic peer with the same rate and burst: tbf on the
  * client's egress for uploads, ifb + tbf on its ingress for downloads.
  */
-import { spawnSync } from 'node:child_process';
-import { runCli } from '../test/harness/cli.js';
+import { spawn } from 'node:child_process';
+import { runCli, sleep } from '../test/harness/cli.js';
 import { clearPeers, ifbDownload, tbfUpload, tcpSegments, type DelayLine } from '../test/harness/delayline.js';
 import {
   clientIntervals,
@@ -14,9 +14,9 @@ import {
   inNetns,
   iperfClientArgs,
   iperfServer,
-  type IperfInterval,
+  steadyRate,
 } from '../test/harness/traffic.js';
-import { spawn } from 'node:child_process';
+import { median } from './cli.js';
 
 export interface RttCase {
   limiter: 'limiter' | 'peer';
@@ -42,17 +42,6 @@ export interface RttResult extends RttCase {
 
 const steadyFrom = (c: RttCase) => (c.bucketSeconds >= 1 ? 3 : 2);
 const MEASURED_SECONDS = 3;
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted.length ? sorted[Math.floor(sorted.length / 2)] : NaN;
-}
-
-function mean(intervals: IperfInterval[], from: number): number {
-  const steady = intervals.filter((i) => i.start >= from - 1e-3);
-  const seconds = steady.reduce((n, i) => n + i.end - i.start, 0);
-  return seconds > 0 ? steady.reduce((n, i) => n + i.bytes, 0) / seconds : 0;
-}
 
 export async function runRtt(line: DelayLine, env: NodeJS.ProcessEnv, c: RttCase): Promise<RttResult> {
   const rateBytes = c.rateBits / 8;
@@ -100,7 +89,7 @@ export async function runRtt(line: DelayLine, env: NodeJS.ProcessEnv, c: RttCase
     const rtts = [...(await pings).stdout.matchAll(/time=([\d.]+)/g)].map((m) => Number(m[1]));
     return {
       ...c,
-      steady: mean(intervals, steadyFrom(c)) / rateBytes,
+      steady: steadyRate(intervals, steadyFrom(c)) / rateBytes,
       retransmitPercent: (100 * (after.retransmitted - before.retransmitted)) / Math.max(1, after.out - before.out),
       loadedRttMs: median(rtts),
       errors: exited.code === 0 ? 0 : 1,
@@ -111,6 +100,6 @@ export async function runRtt(line: DelayLine, env: NodeJS.ProcessEnv, c: RttCase
     pinger.kill();
     if (c.limiter === 'peer') clearPeers(line);
     else runCli(['purge'], env);
-    spawnSync('sleep', ['0.2']);
+    await sleep(200);
   }
 }

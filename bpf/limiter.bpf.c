@@ -137,10 +137,15 @@ static __always_inline int tcp_segment(struct __sk_buff *skb, __u32 *seq, __u32 
 	return 1;
 }
 
+/* The skb's full socket: sk when the caller has it already, else looked up. */
+static __always_inline struct bpf_sock *full_sock(struct __sk_buff *skb, struct bpf_sock *sk)
+{
+	return sk || !skb->sk ? sk : bpf_sk_fullsock(skb->sk);
+}
+
 static __always_inline struct limiter_sk *storage_of(struct __sk_buff *skb, struct bpf_sock *sk, __u64 flags)
 {
-	if (!sk && skb->sk)
-		sk = bpf_sk_fullsock(skb->sk);
+	sk = full_sock(skb, sk);
 	return sk ? bpf_sk_storage_get(&limiter_sockets, sk, 0, flags) : NULL;
 }
 
@@ -177,9 +182,7 @@ static __always_inline int may_borrow(struct __sk_buff *skb, struct bpf_sock *sk
 {
 	if (dir == LIMITER_INGRESS)
 		return retransmitted(skb, sk);
-	if (!sk && skb->sk)
-		sk = bpf_sk_fullsock(skb->sk);
-	return would_stall(sk);
+	return would_stall(full_sock(skb, sk));
 }
 
 /*
@@ -451,11 +454,10 @@ int limiter_tc_ingress(struct __sk_buff *skb)
  * rate.
  */
 static __always_inline __u64 share_of(struct limiter_state *state, const struct limiter_limit *limit,
-				      struct limiter_sk_flow *f, enum limiter_direction dir, __u64 progress)
+				      struct limiter_sk_flow *f, enum limiter_direction dir, __u64 progress, __u64 now)
 {
 	struct limiter_flows *flows = &state->flows[dir];
 	__u64 rate = limit->rate;
-	__u64 now = bpf_ktime_get_ns();
 	__u64 epoch = now / LIMITER_FLOW_EPOCH_NS;
 	__u64 seen = *(volatile __u64 *)&flows->epoch;
 	/* The first flow into a new epoch closes the count of the last one; a
@@ -513,9 +515,9 @@ static __always_inline __u64 bucket_gain(struct limiter_state *state, const stru
  * is no limit.
  */
 static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk_flow *f, __u64 share,
-				 struct limiter_state *state, const struct limiter_limit *limit)
+				 struct limiter_state *state, const struct limiter_limit *limit, __u64 now)
 {
-	__u64 gain = bucket_gain(state, limit, LIMITER_EGRESS, bpf_ktime_get_ns());
+	__u64 gain = bucket_gain(state, limit, LIMITER_EGRESS, now);
 	if (gain > 1024)
 		share = share * gain / 1024;
 	__u32 pacing = share < 0xffffffffULL ? (share ? share : 1) : 0xffffffffU;
@@ -537,7 +539,8 @@ static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk_f
  * two segments: fewer bytes in flight for the bucket to drop (design.md K23).
  */
 static __always_inline void clamp_window(struct bpf_sock_ops *skops, struct bpf_sock *socket, struct limiter_sk_flow *f,
-					 __u64 share, struct limiter_state *state, const struct limiter_limit *limit)
+					 __u64 share, struct limiter_state *state, const struct limiter_limit *limit,
+					 __u64 now)
 {
 	struct tcp_sock___limiter *tp = (void *)bpf_skc_to_tcp_sock(socket);
 	if (!tp)
@@ -546,7 +549,7 @@ static __always_inline void clamp_window(struct bpf_sock_ops *skops, struct bpf_
 	if (!rtt_us)
 		rtt_us = skops->srtt_us >> 3;
 	__u64 mss = skops->mss_cache ? skops->mss_cache : 1460;
-	__u64 gain = bucket_gain(state, limit, LIMITER_INGRESS, bpf_ktime_get_ns());
+	__u64 gain = bucket_gain(state, limit, LIMITER_INGRESS, now);
 	__u64 window = share * gain / 1024 * rtt_us / 1000000;
 	if (!rtt_us)
 		window = NO_WINDOW_CLAMP;
@@ -623,16 +626,18 @@ int limiter_sockops(struct bpf_sock_ops *skops)
 	struct limiter_state *state = bpf_map_lookup_elem(&limiter_state, &slot);
 	if (!state)
 		return 1;
+	/* One clock reading serves the flow count and the bucket's gain. */
+	__u64 now = bpf_ktime_get_ns();
 	if (op != BPF_SOCK_OPS_HDR_OPT_LEN_CB && rule->limit[LIMITER_EGRESS].rate) {
 		struct limiter_sk_flow *f = &sk->dir[LIMITER_EGRESS];
 		const struct limiter_limit *limit = &rule->limit[LIMITER_EGRESS];
-		pace(skops, f, share_of(state, limit, f, LIMITER_EGRESS, skops->bytes_acked), state, limit);
+		pace(skops, f, share_of(state, limit, f, LIMITER_EGRESS, skops->bytes_acked, now), state, limit, now);
 	}
 	if (op != BPF_SOCK_OPS_RTT_CB && rule->limit[LIMITER_INGRESS].rate) {
 		struct limiter_sk_flow *f = &sk->dir[LIMITER_INGRESS];
 		const struct limiter_limit *limit = &rule->limit[LIMITER_INGRESS];
-		__u64 share = share_of(state, limit, f, LIMITER_INGRESS, skops->bytes_received);
-		clamp_window(skops, socket, f, share, state, limit);
+		__u64 share = share_of(state, limit, f, LIMITER_INGRESS, skops->bytes_received, now);
+		clamp_window(skops, socket, f, share, state, limit, now);
 	}
 	return 1;
 }

@@ -4,7 +4,7 @@ import { inspectKernel, type KernelView } from '../../lib/kernel/inspect.js';
 import { missingRuleLinks } from '../../lib/kernel/links.js';
 import { log } from '../../lib/log.js';
 import { listRules, type RuleInfo } from '../../lib/ops/list.js';
-import { hooksOf } from '../../lib/store/rule.js';
+import { hooksFor } from '../../lib/kernel/pins.js';
 import { formatBytes, formatRate } from '../../lib/units.js';
 import type { GlobalOptions } from '../context.js';
 import { describeTarget, ruleToJson } from '../describe.js';
@@ -26,7 +26,7 @@ export function run(options: ListOptions, { style }: GlobalOptions): void {
   const kernel = options.bpf ? inspectKernel(ctx.instance) : null;
   const unenforced =
     missingPins(ctx.instance).length > 0 ||
-    infos.some((r) => r.value && missingRuleLinks(ctx.instance, r.cgroupId, hooksOf(r.value.limits)).length > 0);
+    infos.some((r) => r.value && missingRuleLinks(ctx.instance, r.cgroupId, hooksFor(r.value.limits)).length > 0);
   if (rules.length > 0 && ctx.bpffsMounted && unenforced) {
     log.warn(
       `instance ${ctx.instance.name} is missing pinned programs, links or maps: limits may not be enforced; the next set, move or unset repairs it ('limiter doctor' tells more)`,

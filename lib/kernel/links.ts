@@ -9,7 +9,7 @@ import { linkCreate, objGet, objPin, SystemCallError } from './bpf.js';
 import { pinPath, RULE_HOOKS, rulePin, unlinkIfPresent, type Hook } from './pins.js';
 
 /** Those of hooks that have no pinned link on a rule's cgroup. */
-export function missingRuleLinks(instance: Instance, cgroupId: number, hooks: readonly Hook[] = RULE_HOOKS): Hook[] {
+export function missingRuleLinks(instance: Instance, cgroupId: number, hooks: readonly Hook[]): Hook[] {
   return hooks.filter((hook) => !existsSync(pinPath(instance, rulePin(cgroupId, hook))));
 }
 

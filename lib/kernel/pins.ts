@@ -7,7 +7,16 @@ import { readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Instance } from '../instance.js';
 import { errnoCode } from '../errors.js';
-import { PROG_EGRESS, PROG_INGRESS, PROG_SOCKOPS, PROG_TC_EGRESS, PROG_TC_INGRESS, type ProgramName } from './abi.js';
+import {
+  PROG_EGRESS,
+  PROG_INGRESS,
+  PROG_SOCKOPS,
+  PROG_TC_EGRESS,
+  PROG_TC_INGRESS,
+  type DirectionName,
+  type Limits,
+  type ProgramName,
+} from './abi.js';
 import { AttachType } from './bpf.js';
 
 export const pinPath = (instance: Instance, pin: string) => join(instance.bpffsDir, pin);
@@ -38,8 +47,8 @@ export const rulePin = (cgroupId: number, hook: Hook) => `rule_${cgroupId}_${hoo
  * that its traffic costs nothing (design.md K25); sock_ops always, which
  * keeps the cgroup's storage.
  */
-export function hooksFor(limited: { egress: boolean; ingress: boolean }): Hook[] {
-  return RULE_HOOKS.filter((h) => h.hook === 'sock_ops' || limited[h.hook as 'egress' | 'ingress']);
+export function hooksFor(limits: Limits): Hook[] {
+  return RULE_HOOKS.filter((h) => h.hook === 'sock_ops' || limits[h.hook as DirectionName].rate > 0);
 }
 export const tcxPin = (netns: number, ifindex: number, hook: Hook) => `tcx_${netns}_${ifindex}_${hook.hook}`;
 

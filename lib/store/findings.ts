@@ -9,8 +9,8 @@ import { missingPins } from '../kernel/attach.js';
 import { cgroupId, childCgroups, listPids } from '../kernel/cgroup.js';
 import { missingRuleLinks } from '../kernel/links.js';
 import { kernelRules, type MapFds } from '../kernel/maps.js';
-import { linkPins } from '../kernel/pins.js';
-import { hooksOf, memberOf, ruleDir, targetDir } from './rule.js';
+import { hooksFor, linkPins } from '../kernel/pins.js';
+import { memberOf, ruleDir, targetDir } from './rule.js';
 import type { State } from './state.js';
 
 export type Finding =
@@ -135,7 +135,7 @@ export function ruleFindings(ctx: Context, state: State, maps: MapFds): Finding[
     const hooks = missingRuleLinks(
       ctx.instance,
       record.cgroupId,
-      hooksOf(kernel.get(record.cgroupId)!.value.limits),
+      hooksFor(kernel.get(record.cgroupId)!.value.limits),
     ).map((h) => h.hook);
     if (hooks.length > 0) found.push({ kind: 'links-missing', rule: name, hooks });
   }

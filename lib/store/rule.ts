@@ -117,14 +117,10 @@ export function createRule(
  * and goes when the last one is detached).
  */
 export function attachPrograms(t: Transaction, dir: string, id: number, slot: number, limits: Limits): void {
-  attachRule(t.ctx.instance, dir, id, hooksOf(limits));
+  attachRule(t.ctx.instance, dir, id, hooksFor(limits));
   t.undo.push(() => detachRule(t.ctx.instance, id));
   mapUpdate(t.maps.attach, u64Key(id), encodeAttach(slot));
 }
-
-/** The links a rule with these limits has. */
-export const hooksOf = (limits: Limits) =>
-  hooksFor({ egress: limits.egress.rate > 0, ingress: limits.ingress.rate > 0 });
 
 /** Changes the directions given; the others keep their limits. */
 export function changeLimits(t: Transaction, name: string, limits: Partial<Limits>): void {
@@ -134,8 +130,8 @@ export function changeLimits(t: Transaction, name: string, limits: Partial<Limit
   t.undo.push(() => writeSlot(t, slot, value));
   const { ctx, state } = t;
   const dir = targetDir(ctx, name, state.rules[name].target);
-  attachRule(ctx.instance, dir, value.cgroupId, hooksOf(changed.limits));
-  t.undo.push(() => attachRule(ctx.instance, dir, value.cgroupId, hooksOf(value.limits)));
+  attachRule(ctx.instance, dir, value.cgroupId, hooksFor(changed.limits));
+  t.undo.push(() => attachRule(ctx.instance, dir, value.cgroupId, hooksFor(value.limits)));
 }
 
 /** Removes a rule: detached, its slot freed; a pid rule's cgroup, which must be empty, first. */
