@@ -96,6 +96,9 @@ struct tcp_sock___limiter {
 /* A receive window smaller than this many segments stalls a flow (delayed
  * acknowledgements, loss recovery): no window is clamped below it. */
 #define MIN_WINDOW_SEGMENTS 2
+/* A sender's first flight (RFC 6928), and the segment size it is reckoned in before a connection has one. */
+#define INITIAL_WINDOW_SEGMENTS 10
+#define TYPICAL_MSS 1448
 /* TCP_WINDOW_CLAMP cannot be removed once set: this is "no clamp". */
 #define NO_WINDOW_CLAMP (64U << 20)
 
@@ -447,14 +450,23 @@ int limiter_tc_ingress(struct __sk_buff *skb)
 	return pass ? TCX_NEXT : TCX_DROP;
 }
 
+/* The flows counted in epoch: the larger of its count so far and the previous epoch's. */
+static __always_inline __u32 flows_counted(const struct limiter_flows *flows, __u64 epoch)
+{
+	if (flows->epoch == epoch)
+		return flows->now > flows->prev ? flows->now : flows->prev;
+	return flows->epoch + 1 == epoch ? flows->now : 0;
+}
+
 /*
  * The rule's flows in one direction: a socket counts once a 64th of its
  * share (per epoch) or FLOW_BYTES_MAX has moved (progress: bytes acknowledged
- * for senders, received for receivers). Returns the socket's share of the
- * rate.
+ * for senders, received for receivers), or at once when starting. Returns
+ * the socket's share of the rate.
  */
 static __always_inline __u64 share_of(struct limiter_state *state, const struct limiter_limit *limit,
-				      struct limiter_sk_flow *f, enum limiter_direction dir, __u64 progress, __u64 now)
+				      struct limiter_sk_flow *f, enum limiter_direction dir, __u64 progress, __u64 now,
+				      int starting)
 {
 	struct limiter_flows *flows = &state->flows[dir];
 	__u64 rate = limit->rate;
@@ -476,17 +488,17 @@ static __always_inline __u64 share_of(struct limiter_state *state, const struct 
 		f->epoch = epoch;
 		f->counted = 0;
 	}
-	__u32 counted = flows->now > flows->prev ? flows->now : flows->prev;
+	__u32 counted = flows_counted(flows, epoch);
 	__u64 share_now = rate / (counted ? counted : 1);
 	__u64 enough = share_now * LIMITER_FLOW_EPOCH_NS / NSEC_PER_SEC / 64;
 	if (enough > FLOW_BYTES_MAX)
 		enough = FLOW_BYTES_MAX;
-	if (!f->counted && progress - f->mark >= enough) {
+	if (!f->counted && (starting || progress - f->mark >= enough)) {
 		f->counted = 1;
 		f->mark = progress;
 		__sync_fetch_and_add(&flows->now, 1);
 	}
-	counted = flows->now > flows->prev ? flows->now : flows->prev;
+	counted = flows_counted(flows, epoch);
 	return rate / (counted ? counted : 1);
 }
 
@@ -548,15 +560,23 @@ static __always_inline void clamp_window(struct bpf_sock_ops *skops, struct bpf_
 	__u64 rtt_us = BPF_CORE_READ(tp, rcv_rtt_est.rtt_us) >> 3;
 	if (!rtt_us)
 		rtt_us = skops->srtt_us >> 3;
-	__u64 mss = skops->mss_cache ? skops->mss_cache : 1460;
+	__u64 mss = skops->mss_cache ? skops->mss_cache : TYPICAL_MSS;
 	__u64 gain = bucket_gain(state, limit, LIMITER_INGRESS, now);
 	__u64 window = share * gain / 1024 * rtt_us / 1000000;
-	if (!rtt_us)
+	if (window > NO_WINDOW_CLAMP || !rtt_us) {
 		window = NO_WINDOW_CLAMP;
-	else if (window < MIN_WINDOW_SEGMENTS * mss)
-		window = MIN_WINDOW_SEGMENTS * mss;
-	if (window > NO_WINDOW_CLAMP)
-		window = NO_WINDOW_CLAMP;
+	} else {
+		/* A sender sends whole segments that fit the window: each
+		 * window rounds to whole segments at its flow's own point, so
+		 * that many small windows add up to their share instead of
+		 * each losing up to a segment (design.md K26). */
+		__u32 ports = skops->local_port ^ skops->remote_port;
+		__u64 segments = (window * 1024 / mss + ((ports * 2654435769U) >> 22)) / 1024;
+		if (segments < MIN_WINDOW_SEGMENTS)
+			segments = MIN_WINDOW_SEGMENTS;
+		/* half a segment spare: the kernel rounds the window down to its idea of the segment size */
+		window = segments * mss + mss / 2;
+	}
 	__u32 clamp = window;
 	__u32 change = clamp > f->value ? clamp - f->value : f->value - clamp;
 	if (change > f->value / 16)
@@ -568,6 +588,23 @@ static __always_inline void clamp_window(struct bpf_sock_ops *skops, struct bpf_
 		clamp = f->value;
 		bpf_setsockopt(skops, SOL_TCP, TCP_WINDOW_CLAMP, &clamp, sizeof(clamp));
 	}
+}
+
+/*
+ * The window a receiver offers in its SYN or SYN-ACK, in segments: before
+ * any clamp applies, its sender may fill it, and a window's right edge
+ * never moves back (design.md K26). Flows starting together share the
+ * bucket: each offers at most its part of it, and no more than a sender's
+ * first flight (10 segments).
+ */
+static __always_inline __u32 initial_window(struct limiter_state *state, const struct limiter_limit *limit)
+{
+	__u64 epoch = bpf_ktime_get_ns() / LIMITER_FLOW_EPOCH_NS;
+	__u64 bucket = limit->rate * (limit->burst_ns / 1000) / 1000000;
+	__u64 segments = bucket / (flows_counted(&state->flows[LIMITER_INGRESS], epoch) + 1) / TYPICAL_MSS;
+	if (segments < MIN_WINDOW_SEGMENTS)
+		return MIN_WINDOW_SEGMENTS;
+	return segments > INITIAL_WINDOW_SEGMENTS ? INITIAL_WINDOW_SEGMENTS : segments;
 }
 
 /*
@@ -602,6 +639,13 @@ int limiter_sockops(struct bpf_sock_ops *skops)
 		bpf_sock_ops_cb_flags_set(skops, flags);
 		break;
 	}
+	case BPF_SOCK_OPS_RWND_INIT: {
+		/* sk is a request socket for a connection being accepted: no storage */
+		struct limiter_state *state = bpf_map_lookup_elem(&limiter_state, &slot);
+		if (state && rule->limit[LIMITER_INGRESS].rate)
+			skops->reply = initial_window(state, &rule->limit[LIMITER_INGRESS]);
+		return 1;
+	}
 	case BPF_SOCK_OPS_RTT_CB:
 	case BPF_SOCK_OPS_HDR_OPT_LEN_CB:
 		break;
@@ -631,12 +675,17 @@ int limiter_sockops(struct bpf_sock_ops *skops)
 	if (op != BPF_SOCK_OPS_HDR_OPT_LEN_CB && rule->limit[LIMITER_EGRESS].rate) {
 		struct limiter_sk_flow *f = &sk->dir[LIMITER_EGRESS];
 		const struct limiter_limit *limit = &rule->limit[LIMITER_EGRESS];
-		pace(skops, f, share_of(state, limit, f, LIMITER_EGRESS, skops->bytes_acked, now), state, limit, now);
+		pace(skops, f, share_of(state, limit, f, LIMITER_EGRESS, skops->bytes_acked, now, 0), state, limit, now);
 	}
 	if (op != BPF_SOCK_OPS_RTT_CB && rule->limit[LIMITER_INGRESS].rate) {
 		struct limiter_sk_flow *f = &sk->dir[LIMITER_INGRESS];
 		const struct limiter_limit *limit = &rule->limit[LIMITER_INGRESS];
-		__u64 share = share_of(state, limit, f, LIMITER_INGRESS, skops->bytes_received, now);
+		/* A new connection counts as a flow at once: flows starting
+		 * together must not each offer a window for the whole rate
+		 * (design.md K26). One that moves little stops counting after
+		 * an epoch. */
+		int starting = op != BPF_SOCK_OPS_HDR_OPT_LEN_CB;
+		__u64 share = share_of(state, limit, f, LIMITER_INGRESS, skops->bytes_received, now, starting);
 		clamp_window(skops, socket, f, share, state, limit, now);
 	}
 	return 1;

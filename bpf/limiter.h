@@ -80,7 +80,8 @@ struct limiter_tally {
  * and the previous epoch of LIMITER_FLOW_EPOCH_NS: each gets its share of
  * the rate (senders as a pacing rate, receivers as a receive window).
  * Sockets that move little (a control connection, an interactive one) do
- * not count and take no share.
+ * not count and take no share; a receiver counts from its handshake until
+ * the epoch after it, so that flows starting together share from the start.
  */
 struct limiter_flows {
 	__u64 epoch;

@@ -2,7 +2,8 @@
  * Downloads at a real round-trip time (design.md K16, K23): through a delay
  * line of two TUN devices with MTU-sized packets, a limited download holds
  * its rate while its sender is slowed by the receive window, so that almost
- * nothing is sent only to be dropped. And on loopback, where no window can
+ * nothing is sent only to be dropped, also when several flows start at
+ * once. And on loopback, where no window can
  * limit, a small bucket still lets a download through (K24).
  */
 import { describe, expect, it } from 'vitest';
@@ -15,9 +16,15 @@ import { clientIntervals, gated, inNetns, iperfClientArgs, iperfServer, steadyRa
 const scope = testScope();
 
 describe('a download over a 40 ms round trip', () => {
-  for (const congestion of ['cubic', 'bbr'] as const) {
-    it(`${congestion}: within 10 % of the rate, under 1 % of the segments sent again`, async () => {
-      const { env } = scope.instance(`rtt${congestion}`);
+  // 8 flows starting together: each must offer a window of its share from its first segment (K26)
+  const cases = [
+    ['cubic', 1],
+    ['bbr', 1],
+    ['cubic', 8],
+  ] as const;
+  for (const [congestion, flows] of cases) {
+    it(`${congestion}, ${flows} flow(s): within 10 % of the rate, under 1 % of the segments sent again`, async () => {
+      const { env } = scope.instance(`rtt${congestion}${flows}`);
       const line = await createDelayLine(String(process.pid % 10000), 40);
       scope.defer(() => line.destroy());
       const rate = 1_250_000; // 10 Mbit/s
@@ -29,6 +36,7 @@ describe('a download over a 40 ms round trip', () => {
           address: line.serverAddress,
           seconds: 8,
           congestion,
+          parallel: flows > 1 ? flows : undefined,
           download: true,
         }),
       ]);
