@@ -21,16 +21,20 @@ let free: ChildProcess;
 let rulePath = '';
 let junk = '';
 
-/** A pid that no process has now. */
+/**
+ * A pid that no process has now, and the last the kernel will hand out: new
+ * pids count up from the last one given, so a free pid just below it stays
+ * free until they wrap around (pid_max may be only 32768).
+ */
 function unusedPid(): number {
   const used = new Set(
     readdirSync('/proc')
       .filter((n) => /^\d+$/.test(n))
       .map(Number),
   );
-  let pid = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8')) - 1;
-  while (used.has(pid)) pid -= 1;
-  return pid;
+  let pid = Number(readFileSync('/proc/sys/kernel/ns_last_pid', 'utf8')) - 1;
+  while (pid > 1 && used.has(pid)) pid -= 1;
+  return pid > 1 ? pid : Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8')) - 1;
 }
 
 beforeAll(() => {
