@@ -641,8 +641,10 @@ int limiter_sockops(struct bpf_sock_ops *skops)
 	}
 	case BPF_SOCK_OPS_RWND_INIT: {
 		/* sk is a request socket for a connection being accepted: no storage */
+		if (!rule->limit[LIMITER_INGRESS].rate)
+			return 1;
 		struct limiter_state *state = bpf_map_lookup_elem(&limiter_state, &slot);
-		if (state && rule->limit[LIMITER_INGRESS].rate)
+		if (state)
 			skops->reply = initial_window(state, &rule->limit[LIMITER_INGRESS]);
 		return 1;
 	}

@@ -2,9 +2,9 @@
  * Downloads at a real round-trip time (design.md K16, K23): through a delay
  * line of two TUN devices with MTU-sized packets, a limited download holds
  * its rate while its sender is slowed by the receive window, so that almost
- * nothing is sent only to be dropped, also when several flows start at
- * once. And on loopback, where no window can
- * limit, a small bucket still lets a download through (K24).
+ * nothing is sent only to be dropped, also when several flows start at once
+ * (K26). And on loopback, where no window can limit, a small bucket still
+ * lets a download through (K24).
  */
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../harness/cli.js';
