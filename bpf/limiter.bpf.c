@@ -87,6 +87,8 @@ struct tcp_sock___limiter {
 #define STALL_GRACE_BYTES 65536ULL
 #define STALL_GRACE_MAX_NS (NSEC_PER_SEC / 16)
 #define INGRESS_GRACE_FACTOR 4
+/* A sender's loss probe waits two ticks or more, 8 ms at HZ=250 (design.md K27). */
+#define SHORT_RTT_BORROW_NS 10000000ULL
 #define PACING_MARGIN_NS 5000000ULL
 /* Flows starting together must count within their initial windows (10
  * segments), before the bucket runs dry: otherwise each is paced at the whole
@@ -153,39 +155,69 @@ static __always_inline struct limiter_sk *storage_of(struct __sk_buff *skb, stru
 }
 
 /*
- * A received TCP segment that starts before where the last one the bucket
- * dropped ended: its retransmission. Dropped again, its sender would wait for
- * a retransmission timeout of 200 ms or more (design.md K24).
+ * Where a received TCP segment ends, as a count of the connection's bytes:
+ * its distance from the next byte the socket expects (never more than a
+ * window, < 2^30) added to the bytes it has received.
  */
-static __always_inline int retransmitted(struct __sk_buff *skb, struct bpf_sock *sk)
+static __always_inline int received_end(struct __sk_buff *skb, struct bpf_sock *sk, __u64 *start, __u64 *end)
 {
 	__u32 seq, end_seq;
-	struct limiter_sk *s;
-	if (!tcp_segment(skb, &seq, &end_seq) || !(s = storage_of(skb, sk, 0)))
+	if (!sk || !tcp_segment(skb, &seq, &end_seq))
 		return 0;
-	return (__s32)(seq - s->dropped_end) < 0;
+	struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	*start = tp->bytes_received + (__s32)(seq - tp->rcv_nxt);
+	*end = tp->bytes_received + (__s32)(end_seq - tp->rcv_nxt);
+	return 1;
+}
+
+/*
+ * How far a received skb may take the bucket into debt, of grace_ns; dropped,
+ * its sender waits for a timer. A retransmission of what the bucket dropped
+ * would wait 200 ms or more (design.md K24): all of it. An skb no larger than
+ * the bucket, of a flow whose round trip is too short for its window to limit
+ * (loopback, veth), would wait for a loss probe, 8 ms or more, the whole of a
+ * small bucket (K27): SHORT_RTT_BORROW_NS, and no more than half, so that
+ * retransmissions still find room.
+ */
+static __always_inline __u64 receiver_may_borrow_ns(struct __sk_buff *skb, struct bpf_sock *sk, __u64 grace_ns,
+						    int fits_bucket)
+{
+	__u64 start, end;
+	struct limiter_sk *s;
+	sk = full_sock(skb, sk);
+	if (!(s = storage_of(skb, sk, 0)))
+		return 0;
+	if (received_end(skb, sk, &start, &end) && start < s->dropped_end)
+		return grace_ns;
+	if (!(s->flags & LIMITER_SK_SHORT_RTT) || !fits_bucket)
+		return 0;
+	return grace_ns / 2 < SHORT_RTT_BORROW_NS ? grace_ns / 2 : SHORT_RTT_BORROW_NS;
 }
 
 /* Notes where a dropped received TCP segment ended. */
 static __always_inline void note_dropped(struct __sk_buff *skb, struct bpf_sock *sk)
 {
-	__u32 seq, end_seq;
+	__u64 start, end;
 	struct limiter_sk *s;
-	if (!tcp_segment(skb, &seq, &end_seq) || !(s = storage_of(skb, sk, BPF_SK_STORAGE_GET_F_CREATE)))
+	sk = full_sock(skb, sk);
+	if (!received_end(skb, sk, &start, &end) || !(s = storage_of(skb, sk, BPF_SK_STORAGE_GET_F_CREATE)))
 		return;
-	if ((__s32)(end_seq - s->dropped_end) > 0)
-		s->dropped_end = end_seq;
+	if (end > s->dropped_end)
+		s->dropped_end = end;
 }
 
 /*
- * Who may take the bucket into debt rather than lose an skb: a sender with
- * nothing in flight (design.md K3), and a receiver for what it was sent again.
+ * How far an skb may take the bucket into debt rather than be lost, of
+ * grace_ns: a sender's with nothing in flight (design.md K3), all of it.
  */
-static __always_inline int may_borrow(struct __sk_buff *skb, struct bpf_sock *sk, enum limiter_direction dir)
+static __always_inline __u64 may_borrow_ns(struct __sk_buff *skb, struct bpf_sock *sk, enum limiter_direction dir,
+					   __u64 grace_ns, int fits_bucket)
 {
 	if (dir == LIMITER_INGRESS)
-		return retransmitted(skb, sk);
-	return would_stall(full_sock(skb, sk));
+		return receiver_may_borrow_ns(skb, sk, grace_ns, fits_bucket);
+	return would_stall(full_sock(skb, sk)) ? grace_ns : 0;
 }
 
 /*
@@ -222,7 +254,8 @@ static __always_inline int conforms(struct __sk_buff *skb, struct bpf_sock *sk, 
 		__u64 grace_ns = factor * STALL_GRACE_BYTES * NSEC_PER_SEC / limit->rate;
 		if (grace_ns > factor * STALL_GRACE_MAX_NS)
 			grace_ns = factor * STALL_GRACE_MAX_NS;
-		if (debt_ns > (__s64)grace_ns || !may_borrow(skb, sk, dir))
+		if (debt_ns > (__s64)grace_ns ||
+		    debt_ns > (__s64)may_borrow_ns(skb, sk, dir, grace_ns, len <= limit->bucket))
 			return 0;
 	}
 	__sync_fetch_and_add(&c->empty_at_ns, (__u64)len * NSEC_PER_SEC / limit->rate);
@@ -550,10 +583,12 @@ static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk_f
  * to limit (many flows at a low rate, loopback), the window is still held at
  * two segments: fewer bytes in flight for the bucket to drop (design.md K23).
  */
-static __always_inline void clamp_window(struct bpf_sock_ops *skops, struct bpf_sock *socket, struct limiter_sk_flow *f,
+static __always_inline void clamp_window(struct bpf_sock_ops *skops, struct bpf_sock *socket, struct limiter_sk *sk,
 					 __u64 share, struct limiter_state *state, const struct limiter_limit *limit,
 					 __u64 now)
 {
+	struct limiter_sk_flow *f = &sk->dir[LIMITER_INGRESS];
+	__u32 short_rtt = 0;
 	struct tcp_sock___limiter *tp = (void *)bpf_skc_to_tcp_sock(socket);
 	if (!tp)
 		return;
@@ -572,11 +607,16 @@ static __always_inline void clamp_window(struct bpf_sock_ops *skops, struct bpf_
 		 * each losing up to a segment (design.md K26). */
 		__u32 ports = skops->local_port ^ skops->remote_port;
 		__u64 segments = (window * 1024 / mss + ((ports * 2654435769U) >> 22)) / 1024;
-		if (segments < MIN_WINDOW_SEGMENTS)
+		if (segments < MIN_WINDOW_SEGMENTS) {
 			segments = MIN_WINDOW_SEGMENTS;
+			short_rtt = LIMITER_SK_SHORT_RTT;
+		}
 		/* half a segment spare: the kernel rounds the window down to its idea of the segment size */
 		window = segments * mss + mss / 2;
 	}
+	/* the bucket lets such a flow borrow (receiver_may_borrow_ns) */
+	if ((sk->flags & LIMITER_SK_SHORT_RTT) != short_rtt)
+		__sync_fetch_and_xor(&sk->flags, LIMITER_SK_SHORT_RTT);
 	__u32 clamp = window;
 	__u32 change = clamp > f->value ? clamp - f->value : f->value - clamp;
 	if (change > f->value / 16)
@@ -688,7 +728,7 @@ int limiter_sockops(struct bpf_sock_ops *skops)
 		 * an epoch. */
 		int starting = op != BPF_SOCK_OPS_HDR_OPT_LEN_CB;
 		__u64 share = share_of(state, limit, f, LIMITER_INGRESS, skops->bytes_received, now, starting);
-		clamp_window(skops, socket, f, share, state, limit, now);
+		clamp_window(skops, socket, sk, share, state, limit, now);
 	}
 	return 1;
 }

@@ -115,6 +115,7 @@ struct limiter_attach {
 /* limiter_sk.flags */
 #define LIMITER_SK_OWNED 1  /* user space: the socket belongs to limiter_sk.slot, wherever its cgroup is */
 #define LIMITER_SK_INSIDE 2 /* the programs: it lives in that rule's cgroup tree, whose programs police it */
+#define LIMITER_SK_SHORT_RTT 4 /* the programs: its round trip is too short for its receive window to limit it */
 
 /* A TCP socket's part in its rule's flows of one direction. */
 struct limiter_sk_flow {
@@ -135,10 +136,11 @@ struct limiter_sk {
 	__u32 slot;
 	__u32 flags;
 	struct limiter_sk_flow dir[LIMITER_DIRECTIONS];
-	/* TCP, received: where the last segment the bucket dropped ended, so
-	 * that its retransmission is known and let through. */
-	__u32 dropped_end;
-	__u32 reserved;
+	/* TCP, received: where the last segment the bucket dropped ended, as a
+	 * count of the connection's bytes (0: none dropped), so that its
+	 * retransmission is known and let through. A count, not a sequence
+	 * number: sequence numbers wrap and start anywhere (design.md K27). */
+	__u64 dropped_end;
 };
 
 /* The single value of the config array (key 0). Written only by user space. */

@@ -98,8 +98,7 @@ export const LAYOUT = {
       slot: { offset: 8, size: 4 },
       flags: { offset: 12, size: 4 },
       dir: { offset: 16, size: 48 },
-      dropped_end: { offset: 64, size: 4 },
-      reserved: { offset: 68, size: 4 },
+      dropped_end: { offset: 64, size: 8 },
     },
   },
   limiter_config: {

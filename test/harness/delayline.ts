@@ -124,12 +124,22 @@ export function clearPeers(line: DelayLine): void {
   inNs('ip', 'link', 'del', 'ifb0');
 }
 
-/** TCP segments sent and retransmitted in a namespace so far (/proc/net/snmp is per namespace). */
-export function tcpSegments(ns: string): { out: number; retransmitted: number } {
-  const lines = sh('ip', ['netns', 'exec', ns, 'cat', '/proc/net/snmp'])
+/** A protocol's counters in a namespace so far (/proc/net/snmp and /proc/net/netstat are per namespace). */
+function counters(ns: string, file: 'snmp' | 'netstat', protocol: string): (name: string) => number {
+  const lines = sh('ip', ['netns', 'exec', ns, 'cat', `/proc/net/${file}`])
     .split('\n')
-    .filter((l) => l.startsWith('Tcp:'));
+    .filter((l) => l.startsWith(`${protocol}:`));
   const [names, values] = lines.map((l) => l.trim().split(/\s+/)) as [string[], string[]];
-  const field = (name: string) => Number(values[names.indexOf(name)]);
-  return { out: field('OutSegs'), retransmitted: field('RetransSegs') };
+  return (name) => Number(values[names.indexOf(name)]);
+}
+
+/**
+ * TCP segments sent and retransmitted in a namespace so far, and
+ * retransmissions found lost again (each one costs its flow a
+ * retransmission timeout).
+ */
+export function tcpSegments(ns: string): { out: number; retransmitted: number; lostAgain: number } {
+  const tcp = counters(ns, 'snmp', 'Tcp');
+  const tcpExt = counters(ns, 'netstat', 'TcpExt');
+  return { out: tcp('OutSegs'), retransmitted: tcp('RetransSegs'), lostAgain: tcpExt('TCPLostRetransmit') };
 }

@@ -3,17 +3,67 @@
  * line of two TUN devices with MTU-sized packets, a limited download holds
  * its rate while its sender is slowed by the receive window, so that almost
  * nothing is sent only to be dropped, also when several flows start at once
- * (K26). And on loopback, where no window can limit, a small bucket still
- * lets a download through (K24).
+ * (K26). And on veth and loopback, where no window can limit, a small
+ * bucket still lets a download through: what it drops is let through when
+ * sent again, whatever the flow's sequence numbers (K24, K27).
  */
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../harness/cli.js';
 import { createDelayLine, tcpSegments } from '../harness/delayline.js';
 import { limitedLoopbackDownload } from '../harness/http.js';
 import { testScope } from '../harness/scope.js';
+import { createTopology } from '../harness/topology.js';
 import { clientIntervals, gated, inNetns, iperfClientArgs, iperfServer, steadyRate } from '../harness/traffic.js';
 
 const scope = testScope();
+
+interface Path {
+  clientNs: string;
+  serverNs: string;
+  serverAddress: string;
+}
+
+/**
+ * An iperf3 download from serverNs to a client in clientNs, the client
+ * limited to ingressRate with a bucket of bucketBytes: its steady rate after
+ * steadyFrom seconds, and the sender's TCP segments over the transfer.
+ */
+async function limitedDownload(
+  env: NodeJS.ProcessEnv,
+  path: Path,
+  flow: { seconds: number; steadyFrom: number; congestion: 'cubic' | 'bbr'; flows: number },
+  ingressRate: string,
+  bucketBytes: number,
+) {
+  const server = await iperfServer('ipv4', { netns: path.serverNs, address: path.serverAddress });
+  const [command, ...args] = inNetns(path.clientNs, [
+    'iperf3',
+    ...iperfClientArgs(server.port, {
+      family: 'ipv4',
+      address: path.serverAddress,
+      seconds: flow.seconds,
+      congestion: flow.congestion,
+      parallel: flow.flows > 1 ? flow.flows : undefined,
+      download: true,
+    }),
+  ]);
+  const client = gated(command, args);
+  scope.defer(() => (client.kill(), server.kill()));
+  const limit = ['--ingress-rate', ingressRate, '--ingress-bucket', String(bucketBytes)];
+  const set = runCli(['set', '--pid', String(client.pid), ...limit], env);
+  expect(set.code, set.stderr).toBe(0);
+  const before = tcpSegments(path.serverNs);
+  client.go();
+  const exited = await client.done;
+  expect(exited.code, exited.stderr).toBe(0);
+  const after = tcpSegments(path.serverNs);
+  return {
+    steady: steadyRate(clientIntervals(exited.stdout), flow.steadyFrom),
+    out: after.out - before.out,
+    retransmitted: after.retransmitted - before.retransmitted,
+    lostAgain: after.lostAgain - before.lostAgain,
+  };
+}
 
 describe('a download over a 40 ms round trip', () => {
   // 8 flows starting together: each must offer a window of its share from its first segment (K26)
@@ -28,45 +78,49 @@ describe('a download over a 40 ms round trip', () => {
       const line = await createDelayLine(String(process.pid % 10000), 40);
       scope.defer(() => line.destroy());
       const rate = 1_250_000; // 10 Mbit/s
-      const server = await iperfServer('ipv4', { netns: line.server, address: line.serverAddress });
-      const [command, ...args] = inNetns(line.client, [
-        'iperf3',
-        ...iperfClientArgs(server.port, {
-          family: 'ipv4',
-          address: line.serverAddress,
-          seconds: 8,
-          congestion,
-          parallel: flows > 1 ? flows : undefined,
-          download: true,
-        }),
-      ]);
-      const client = gated(command, args);
-      scope.defer(() => (client.kill(), server.kill()));
-      const set = runCli(
-        ['set', '--pid', String(client.pid), '--ingress-rate', '10mbit', '--ingress-bucket', '125000'],
-        env,
-      );
-      expect(set.code, set.stderr).toBe(0);
-      const before = tcpSegments(line.server);
-      client.go();
-      const exited = await client.done;
-      expect(exited.code, exited.stderr).toBe(0);
-      const after = tcpSegments(line.server);
-      const steady = steadyRate(clientIntervals(exited.stdout), 2);
-      expect(steady).toBeGreaterThanOrEqual(0.9 * rate);
-      expect(steady).toBeLessThanOrEqual(1.1 * rate);
-      const resent = (after.retransmitted - before.retransmitted) / (after.out - before.out);
-      expect(resent).toBeLessThan(0.01);
+      const path = { clientNs: line.client, serverNs: line.server, serverAddress: line.serverAddress };
+      const got = await limitedDownload(env, path, { seconds: 8, steadyFrom: 2, congestion, flows }, '10mbit', 125_000);
+      expect(got.steady).toBeGreaterThanOrEqual(0.9 * rate);
+      expect(got.steady).toBeLessThanOrEqual(1.1 * rate);
+      expect(got.retransmitted / got.out).toBeLessThan(0.01);
     });
   }
 });
 
-describe('a download on loopback with a 10 ms bucket', () => {
-  it('gets at least half the rate', async () => {
-    const { env } = scope.instance('lo10');
-    const rate = 1048576;
-    const got = await limitedLoopbackDownload(env, 'lo10', ['--ingress-rate', '1m', '--ingress-bucket', '10k']);
-    expect(got).toBeGreaterThanOrEqual(0.5 * rate);
-    expect(got).toBeLessThanOrEqual(1.2 * rate);
+describe('a download over veth with a 10 ms bucket', () => {
+  // 4 flows: each starts at a sequence number of its own, and half of all
+  // starting points once made every segment look like a retransmission (K27)
+  it('4 flows: no retransmission is dropped again, at least half the rate', async () => {
+    const { env } = scope.instance('veth10');
+    const topology = createTopology(String(process.pid % 10000));
+    scope.defer(() => topology.destroy());
+    const rate = 12_500_000; // 100 Mbit/s
+    const path = { clientNs: topology.sender, serverNs: topology.receiver, serverAddress: topology.receiverAddress };
+    const flow = { seconds: 4, steadyFrom: 1, congestion: 'cubic', flows: 4 } as const;
+    const got = await limitedDownload(env, path, flow, '100mbit', 125_000);
+    expect(got.lostAgain).toBe(0);
+    expect(got.steady).toBeGreaterThanOrEqual(0.5 * rate);
+    expect(got.steady).toBeLessThanOrEqual(1.1 * rate);
   });
+});
+
+describe('a download on loopback with a 10 ms bucket', () => {
+  // at 100 Mbit/s a segment of 40-64 KB is half the bucket, and a drop waits for a loss probe (K27)
+  const cases = [
+    ['1m', '10k', 1048576],
+    ['100mbit', '125000', 12_500_000],
+  ] as const;
+  for (const [rateArg, bucketArg, rate] of cases) {
+    it(`${rateArg}: gets at least half the rate`, async () => {
+      const { env } = scope.instance(`lo10${rateArg}`);
+      const got = await limitedLoopbackDownload(env, 'lo10', [
+        '--ingress-rate',
+        rateArg,
+        '--ingress-bucket',
+        bucketArg,
+      ]);
+      expect(got).toBeGreaterThanOrEqual(0.5 * rate);
+      expect(got).toBeLessThanOrEqual(1.2 * rate);
+    });
+  }
 });
