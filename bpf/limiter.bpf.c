@@ -112,10 +112,13 @@ static __always_inline int would_stall(struct bpf_sock *sk)
 	return tp && tp->packets_out == 0;
 }
 
-/* The sequence range of a received TCP segment, or 0 when the skb is none. */
-static __always_inline int tcp_segment(struct __sk_buff *skb, __u32 *seq, __u32 *end_seq)
+/*
+ * The sequence range of a received TCP segment, or 0 when the skb is none.
+ * link_header is the bytes before the IP header (0 in cgroup_skb, Ethernet at tc).
+ */
+static __always_inline int tcp_segment(struct __sk_buff *skb, __u32 link_header, __u32 *seq, __u32 *end_seq)
 {
-	void *data = (void *)(long)skb->data;
+	void *data = (void *)(long)skb->data + link_header;
 	void *end = (void *)(long)skb->data_end;
 	struct tcphdr *tcp;
 	__u32 headers;
@@ -136,7 +139,7 @@ static __always_inline int tcp_segment(struct __sk_buff *skb, __u32 *seq, __u32 
 	}
 	if ((void *)(tcp + 1) > end)
 		return 0;
-	headers += tcp->doff * 4;
+	headers += link_header + tcp->doff * 4;
 	*seq = bpf_ntohl(tcp->seq);
 	*end_seq = *seq + (skb->len > headers ? skb->len - headers : 0);
 	return 1;
@@ -159,10 +162,11 @@ static __always_inline struct limiter_sk *storage_of(struct __sk_buff *skb, stru
  * its distance from the next byte the socket expects (never more than a
  * window, < 2^30) added to the bytes it has received.
  */
-static __always_inline int received_end(struct __sk_buff *skb, struct bpf_sock *sk, __u64 *start, __u64 *end)
+static __always_inline int received_end(struct __sk_buff *skb, struct bpf_sock *sk, __u32 link_header, __u64 *start,
+					__u64 *end)
 {
 	__u32 seq, end_seq;
-	if (!sk || !tcp_segment(skb, &seq, &end_seq))
+	if (!sk || !tcp_segment(skb, link_header, &seq, &end_seq))
 		return 0;
 	struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);
 	if (!tp)
@@ -181,15 +185,15 @@ static __always_inline int received_end(struct __sk_buff *skb, struct bpf_sock *
  * small bucket (K27): SHORT_RTT_BORROW_NS, and no more than half, so that
  * retransmissions still find room.
  */
-static __always_inline __u64 receiver_may_borrow_ns(struct __sk_buff *skb, struct bpf_sock *sk, __u64 grace_ns,
-						    int fits_bucket)
+static __always_inline __u64 receiver_may_borrow_ns(struct __sk_buff *skb, struct bpf_sock *sk, __u32 link_header,
+						    __u64 grace_ns, int fits_bucket)
 {
 	__u64 start, end;
 	struct limiter_sk *s;
 	sk = full_sock(skb, sk);
 	if (!(s = storage_of(skb, sk, 0)))
 		return 0;
-	if (received_end(skb, sk, &start, &end) && start < s->dropped_end)
+	if (received_end(skb, sk, link_header, &start, &end) && start < s->dropped_end)
 		return grace_ns;
 	if (!(s->flags & LIMITER_SK_SHORT_RTT) || !fits_bucket)
 		return 0;
@@ -197,12 +201,12 @@ static __always_inline __u64 receiver_may_borrow_ns(struct __sk_buff *skb, struc
 }
 
 /* Notes where a dropped received TCP segment ended. */
-static __always_inline void note_dropped(struct __sk_buff *skb, struct bpf_sock *sk)
+static __always_inline void note_dropped(struct __sk_buff *skb, struct bpf_sock *sk, __u32 link_header)
 {
 	__u64 start, end;
 	struct limiter_sk *s;
 	sk = full_sock(skb, sk);
-	if (!received_end(skb, sk, &start, &end) || !(s = storage_of(skb, sk, BPF_SK_STORAGE_GET_F_CREATE)))
+	if (!received_end(skb, sk, link_header, &start, &end) || !(s = storage_of(skb, sk, BPF_SK_STORAGE_GET_F_CREATE)))
 		return;
 	if (end > s->dropped_end)
 		s->dropped_end = end;
@@ -212,11 +216,11 @@ static __always_inline void note_dropped(struct __sk_buff *skb, struct bpf_sock 
  * How far an skb may take the bucket into debt rather than be lost, of
  * grace_ns: a sender's with nothing in flight (design.md K3), all of it.
  */
-static __always_inline __u64 may_borrow_ns(struct __sk_buff *skb, struct bpf_sock *sk, enum limiter_direction dir,
-					   __u64 grace_ns, int fits_bucket)
+static __always_inline __u64 may_borrow_ns(struct __sk_buff *skb, struct bpf_sock *sk, __u32 link_header,
+					   enum limiter_direction dir, __u64 grace_ns, int fits_bucket)
 {
 	if (dir == LIMITER_INGRESS)
-		return receiver_may_borrow_ns(skb, sk, grace_ns, fits_bucket);
+		return receiver_may_borrow_ns(skb, sk, link_header, grace_ns, fits_bucket);
 	return would_stall(full_sock(skb, sk)) ? grace_ns : 0;
 }
 
@@ -229,8 +233,9 @@ static __always_inline __u64 may_borrow_ns(struct __sk_buff *skb, struct bpf_soc
  * only adds tokens, so a bucket that was not empty then is not empty now.
  * Only a bucket that looked empty costs a fresh reading.
  */
-static __always_inline int conforms(struct __sk_buff *skb, struct bpf_sock *sk, const struct limiter_limit *limit,
-				    struct limiter_bucket *c, __u64 *clock_ns, __u32 len, enum limiter_direction dir)
+static __always_inline int conforms(struct __sk_buff *skb, struct bpf_sock *sk, __u32 link_header,
+				    const struct limiter_limit *limit, struct limiter_bucket *c, __u64 *clock_ns, __u32 len,
+				    enum limiter_direction dir)
 {
 	__u64 now = *(volatile __u64 *)clock_ns;
 	__u64 empty_at = *(volatile __u64 *)&c->empty_at_ns;
@@ -255,33 +260,10 @@ static __always_inline int conforms(struct __sk_buff *skb, struct bpf_sock *sk, 
 		if (grace_ns > factor * STALL_GRACE_MAX_NS)
 			grace_ns = factor * STALL_GRACE_MAX_NS;
 		if (debt_ns > (__s64)grace_ns ||
-		    debt_ns > (__s64)may_borrow_ns(skb, sk, dir, grace_ns, len <= limit->bucket))
+		    debt_ns > (__s64)may_borrow_ns(skb, sk, link_header, dir, grace_ns, len <= limit->bucket))
 			return 0;
 	}
 	__sync_fetch_and_add(&c->empty_at_ns, (__u64)len * NSEC_PER_SEC / limit->rate);
-	return 1;
-}
-
-/* 1: pass, 0: drop. The caller has checked that this direction is limited; sk may be NULL (the skb's then). */
-static __always_inline int police(struct __sk_buff *skb, struct bpf_sock *sk, const struct limiter_rule *rule,
-				  __u32 slot, enum limiter_direction dir, __u32 len)
-{
-	struct limiter_state *state = bpf_map_lookup_elem(&limiter_state, &slot);
-	if (!state)
-		return 1;
-	struct limiter_tally *tally = bpf_map_lookup_elem(&limiter_tally, &slot);
-	if (!tally)
-		return 1;
-	struct limiter_counters *count = &tally->dir[dir];
-	if (!conforms(skb, sk, &rule->limit[dir], &state->dir[dir], &state->clock_ns, len, dir)) {
-		if (dir == LIMITER_INGRESS)
-			note_dropped(skb, sk);
-		count->dropped_bytes += len;
-		count->dropped_packets++;
-		return 0;
-	}
-	count->passed_bytes += len;
-	count->passed_packets++;
 	return 1;
 }
 
@@ -322,6 +304,33 @@ static __always_inline __u32 payload_len(struct __sk_buff *skb, __u32 link_heade
 	}
 	__u32 headers = link_header + ip_len + transport_len;
 	return skb->len > headers ? skb->len - headers : 0;
+}
+
+/*
+ * 1: pass, 0: drop. The caller has checked that this direction is limited;
+ * sk may be NULL (the skb's then). link_header: as for payload_len.
+ */
+static __always_inline int police(struct __sk_buff *skb, struct bpf_sock *sk, const struct limiter_rule *rule,
+				  __u32 slot, enum limiter_direction dir, __u32 link_header)
+{
+	__u32 len = payload_len(skb, link_header);
+	struct limiter_state *state = bpf_map_lookup_elem(&limiter_state, &slot);
+	if (!state)
+		return 1;
+	struct limiter_tally *tally = bpf_map_lookup_elem(&limiter_tally, &slot);
+	if (!tally)
+		return 1;
+	struct limiter_counters *count = &tally->dir[dir];
+	if (!conforms(skb, sk, link_header, &rule->limit[dir], &state->dir[dir], &state->clock_ns, len, dir)) {
+		if (dir == LIMITER_INGRESS)
+			note_dropped(skb, sk, link_header);
+		count->dropped_bytes += len;
+		count->dropped_packets++;
+		return 0;
+	}
+	count->passed_bytes += len;
+	count->passed_packets++;
+	return 1;
 }
 
 /* The storage of a socket that user space gave to a rule (or released), or NULL. */
@@ -366,7 +375,7 @@ static __always_inline int rule_program(struct __sk_buff *skb, enum limiter_dire
 		if (s && !(s->flags & LIMITER_SK_INSIDE))
 			__sync_fetch_and_or(&s->flags, LIMITER_SK_INSIDE);
 	}
-	return police(skb, sk, rule, slot, dir, payload_len(skb, 0));
+	return police(skb, sk, rule, slot, dir, 0);
 }
 
 SEC("cgroup_skb/egress")
@@ -402,8 +411,8 @@ static __always_inline int police_owned(struct __sk_buff *skb, struct bpf_sock *
 	struct limiter_rule *rule = bpf_map_lookup_elem(&limiter_rules, &slot);
 	if (!rule || rule->cgroup_id != s->owner || !rule->limit[dir].rate)
 		return 1;
-	/* at tc, skb->len also counts the link header: Ethernet framing on lo, veth and NICs */
-	return police(skb, sk, rule, slot, dir, payload_len(skb, ETH_HLEN));
+	/* at tc, the skb starts with the link header: Ethernet framing on lo, veth and NICs */
+	return police(skb, sk, rule, slot, dir, ETH_HLEN);
 }
 
 SEC("tc")
