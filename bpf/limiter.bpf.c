@@ -151,19 +151,19 @@ static __always_inline struct bpf_sock *full_sock(struct __sk_buff *skb, struct 
 	return sk || !skb->sk ? sk : bpf_sk_fullsock(skb->sk);
 }
 
-static __always_inline struct limiter_sk *storage_of(struct __sk_buff *skb, struct bpf_sock *sk, __u64 flags)
+/* A full socket's storage, or NULL (none, or no socket). */
+static __always_inline struct limiter_sk *storage_of(struct bpf_sock *sk, __u64 flags)
 {
-	sk = full_sock(skb, sk);
 	return sk ? bpf_sk_storage_get(&limiter_sockets, sk, 0, flags) : NULL;
 }
 
 /*
- * Where a received TCP segment ends, as a count of the connection's bytes:
- * its distance from the next byte the socket expects (never more than a
- * window, < 2^30) added to the bytes it has received.
+ * Where a received TCP segment starts and ends, as counts of the
+ * connection's bytes: its distance from the next byte the socket expects
+ * (never more than a window, < 2^30) added to the bytes it has received.
  */
-static __always_inline int received_end(struct __sk_buff *skb, struct bpf_sock *sk, __u32 link_header, __u64 *start,
-					__u64 *end)
+static __always_inline int received_range(struct __sk_buff *skb, struct bpf_sock *sk, __u32 link_header,
+					  __u64 *start, __u64 *end)
 {
 	__u32 seq, end_seq;
 	if (!sk || !tcp_segment(skb, link_header, &seq, &end_seq))
@@ -191,9 +191,9 @@ static __always_inline __u64 receiver_may_borrow_ns(struct __sk_buff *skb, struc
 	__u64 start, end;
 	struct limiter_sk *s;
 	sk = full_sock(skb, sk);
-	if (!(s = storage_of(skb, sk, 0)))
+	if (!(s = storage_of(sk, 0)))
 		return 0;
-	if (received_end(skb, sk, link_header, &start, &end) && start < s->dropped_end)
+	if (received_range(skb, sk, link_header, &start, &end) && start < s->dropped_end)
 		return grace_ns;
 	if (!(s->flags & LIMITER_SK_SHORT_RTT) || !fits_bucket)
 		return 0;
@@ -206,7 +206,7 @@ static __always_inline void note_dropped(struct __sk_buff *skb, struct bpf_sock 
 	__u64 start, end;
 	struct limiter_sk *s;
 	sk = full_sock(skb, sk);
-	if (!received_end(skb, sk, link_header, &start, &end) || !(s = storage_of(skb, sk, BPF_SK_STORAGE_GET_F_CREATE)))
+	if (!received_range(skb, sk, link_header, &start, &end) || !(s = storage_of(sk, BPF_SK_STORAGE_GET_F_CREATE)))
 		return;
 	if (end > s->dropped_end)
 		s->dropped_end = end;
@@ -336,9 +336,7 @@ static __always_inline int police(struct __sk_buff *skb, struct bpf_sock *sk, co
 /* The storage of a socket that user space gave to a rule (or released), or NULL. */
 static __always_inline struct limiter_sk *owned(struct bpf_sock *sk)
 {
-	if (!sk)
-		return NULL;
-	struct limiter_sk *s = bpf_sk_storage_get(&limiter_sockets, sk, 0, 0);
+	struct limiter_sk *s = storage_of(sk, 0);
 	return s && (s->flags & LIMITER_SK_OWNED) ? s : NULL;
 }
 
