@@ -158,44 +158,42 @@ static __always_inline struct limiter_sk *storage_of(struct bpf_sock *sk, __u64 
 }
 
 /*
- * Where a received TCP segment starts and ends, as counts of the
- * connection's bytes: its distance from the next byte the socket expects
- * (never more than a window, < 2^30) added to the bytes it has received.
+ * A received sequence number as a count of the connection's bytes: its
+ * distance from the next byte the socket expects (never more than a window,
+ * < 2^30) added to the bytes it has received.
  */
-static __always_inline int received_range(struct __sk_buff *skb, struct bpf_sock *sk, __u32 link_header,
-					  __u64 *start, __u64 *end)
+static __always_inline __u64 received_at(struct bpf_tcp_sock *tp, __u32 seq)
 {
-	__u32 seq, end_seq;
-	if (!sk || !tcp_segment(skb, link_header, &seq, &end_seq))
-		return 0;
-	struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);
-	if (!tp)
-		return 0;
-	*start = tp->bytes_received + (__s32)(seq - tp->rcv_nxt);
-	*end = tp->bytes_received + (__s32)(end_seq - tp->rcv_nxt);
-	return 1;
+	return tp->bytes_received + (__s32)(seq - tp->rcv_nxt);
+}
+
+/* No window can hold a flow at the whole rate over its round trip: even two segments carry more. */
+static __always_inline int window_cannot_limit(struct bpf_tcp_sock *tp, const struct limiter_limit *limit)
+{
+	return limit->rate * (tp->srtt_us >> 3) / 1000000 < MIN_WINDOW_SEGMENTS * tp->mss_cache;
 }
 
 /*
  * How far a received skb may take the bucket into debt, of grace_ns; dropped,
  * its sender waits for a timer. A retransmission of what the bucket dropped
  * would wait 200 ms or more (design.md K24): all of it. An skb no larger than
- * the bucket, of a flow whose round trip is too short for its window to limit
+ * the bucket, of a flow whose round trip is too short for a window to limit
  * (loopback, veth), would wait for a loss probe, 8 ms or more, the whole of a
  * small bucket (K27): SHORT_RTT_BORROW_NS, and no more than half, so that
  * retransmissions still find room.
  */
 static __always_inline __u64 receiver_may_borrow_ns(struct __sk_buff *skb, struct bpf_sock *sk, __u32 link_header,
-						    __u64 grace_ns, int fits_bucket)
+						    const struct limiter_limit *limit, __u32 len, __u64 grace_ns)
 {
-	__u64 start, end;
-	struct limiter_sk *s;
+	__u32 seq, end_seq;
 	sk = full_sock(skb, sk);
-	if (!(s = storage_of(sk, 0)))
+	struct limiter_sk *s = storage_of(sk, 0);
+	struct bpf_tcp_sock *tp = sk ? bpf_tcp_sock(sk) : NULL;
+	if (!s || !tp || !tcp_segment(skb, link_header, &seq, &end_seq))
 		return 0;
-	if (received_range(skb, sk, link_header, &start, &end) && start < s->dropped_end)
+	if (received_at(tp, seq) < s->dropped_end)
 		return grace_ns;
-	if (!(s->flags & LIMITER_SK_SHORT_RTT) || !fits_bucket)
+	if (len > limit->bucket || !window_cannot_limit(tp, limit))
 		return 0;
 	return grace_ns / 2 < SHORT_RTT_BORROW_NS ? grace_ns / 2 : SHORT_RTT_BORROW_NS;
 }
@@ -203,11 +201,14 @@ static __always_inline __u64 receiver_may_borrow_ns(struct __sk_buff *skb, struc
 /* Notes where a dropped received TCP segment ended. */
 static __always_inline void note_dropped(struct __sk_buff *skb, struct bpf_sock *sk, __u32 link_header)
 {
-	__u64 start, end;
-	struct limiter_sk *s;
+	__u32 seq, end_seq;
 	sk = full_sock(skb, sk);
-	if (!received_range(skb, sk, link_header, &start, &end) || !(s = storage_of(sk, BPF_SK_STORAGE_GET_F_CREATE)))
+	struct bpf_tcp_sock *tp = sk ? bpf_tcp_sock(sk) : NULL;
+	struct limiter_sk *s;
+	if (!tp || !tcp_segment(skb, link_header, &seq, &end_seq) ||
+	    !(s = storage_of(sk, BPF_SK_STORAGE_GET_F_CREATE)))
 		return;
+	__u64 end = received_at(tp, end_seq);
 	if (end > s->dropped_end)
 		s->dropped_end = end;
 }
@@ -217,10 +218,11 @@ static __always_inline void note_dropped(struct __sk_buff *skb, struct bpf_sock 
  * grace_ns: a sender's with nothing in flight (design.md K3), all of it.
  */
 static __always_inline __u64 may_borrow_ns(struct __sk_buff *skb, struct bpf_sock *sk, __u32 link_header,
-					   enum limiter_direction dir, __u64 grace_ns, int fits_bucket)
+					   enum limiter_direction dir, const struct limiter_limit *limit, __u32 len,
+					   __u64 grace_ns)
 {
 	if (dir == LIMITER_INGRESS)
-		return receiver_may_borrow_ns(skb, sk, link_header, grace_ns, fits_bucket);
+		return receiver_may_borrow_ns(skb, sk, link_header, limit, len, grace_ns);
 	return would_stall(full_sock(skb, sk)) ? grace_ns : 0;
 }
 
@@ -260,7 +262,7 @@ static __always_inline int conforms(struct __sk_buff *skb, struct bpf_sock *sk, 
 		if (grace_ns > factor * STALL_GRACE_MAX_NS)
 			grace_ns = factor * STALL_GRACE_MAX_NS;
 		if (debt_ns > (__s64)grace_ns ||
-		    debt_ns > (__s64)may_borrow_ns(skb, sk, link_header, dir, grace_ns, len <= limit->bucket))
+		    debt_ns > (__s64)may_borrow_ns(skb, sk, link_header, dir, limit, len, grace_ns))
 			return 0;
 	}
 	__sync_fetch_and_add(&c->empty_at_ns, (__u64)len * NSEC_PER_SEC / limit->rate);
@@ -590,12 +592,10 @@ static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk_f
  * to limit (many flows at a low rate, loopback), the window is still held at
  * two segments: fewer bytes in flight for the bucket to drop (design.md K23).
  */
-static __always_inline void clamp_window(struct bpf_sock_ops *skops, struct bpf_sock *socket, struct limiter_sk *sk,
+static __always_inline void clamp_window(struct bpf_sock_ops *skops, struct bpf_sock *socket, struct limiter_sk_flow *f,
 					 __u64 share, struct limiter_state *state, const struct limiter_limit *limit,
 					 __u64 now)
 {
-	struct limiter_sk_flow *f = &sk->dir[LIMITER_INGRESS];
-	__u32 short_rtt = 0;
 	struct tcp_sock___limiter *tp = (void *)bpf_skc_to_tcp_sock(socket);
 	if (!tp)
 		return;
@@ -614,16 +614,11 @@ static __always_inline void clamp_window(struct bpf_sock_ops *skops, struct bpf_
 		 * each losing up to a segment (design.md K26). */
 		__u32 ports = skops->local_port ^ skops->remote_port;
 		__u64 segments = (window * 1024 / mss + ((ports * 2654435769U) >> 22)) / 1024;
-		if (segments < MIN_WINDOW_SEGMENTS) {
+		if (segments < MIN_WINDOW_SEGMENTS)
 			segments = MIN_WINDOW_SEGMENTS;
-			short_rtt = LIMITER_SK_SHORT_RTT;
-		}
 		/* half a segment spare: the kernel rounds the window down to its idea of the segment size */
 		window = segments * mss + mss / 2;
 	}
-	/* the bucket lets such a flow borrow (receiver_may_borrow_ns) */
-	if ((sk->flags & LIMITER_SK_SHORT_RTT) != short_rtt)
-		__sync_fetch_and_xor(&sk->flags, LIMITER_SK_SHORT_RTT);
 	__u32 clamp = window;
 	__u32 change = clamp > f->value ? clamp - f->value : f->value - clamp;
 	if (change > f->value / 16)
@@ -735,7 +730,7 @@ int limiter_sockops(struct bpf_sock_ops *skops)
 		 * an epoch. */
 		int starting = op != BPF_SOCK_OPS_HDR_OPT_LEN_CB;
 		__u64 share = share_of(state, limit, f, LIMITER_INGRESS, skops->bytes_received, now, starting);
-		clamp_window(skops, socket, sk, share, state, limit, now);
+		clamp_window(skops, socket, f, share, state, limit, now);
 	}
 	return 1;
 }

@@ -115,7 +115,6 @@ struct limiter_attach {
 /* limiter_sk.flags */
 #define LIMITER_SK_OWNED 1  /* user space: the socket belongs to limiter_sk.slot, wherever its cgroup is */
 #define LIMITER_SK_INSIDE 2 /* the programs: it lives in that rule's cgroup tree, whose programs police it */
-#define LIMITER_SK_SHORT_RTT 4 /* the programs: its round trip is too short for its receive window to limit it */
 
 /* A TCP socket's part in its rule's flows of one direction. */
 struct limiter_sk_flow {
