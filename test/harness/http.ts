@@ -35,28 +35,45 @@ export interface HttpServer extends Gated {
 }
 
 /**
- * python3 -m http.server on loopback in netns, started before anything is
- * limited; before() runs between its start and its exec (to put it into a
- * cgroup). Resolves once it listens.
+ * python's http.server, run as `python3 -m http.server` runs it, but with its
+ * listener set to a congestion control when one is given: what it accepts
+ * inherits it (per socket; the system default stays as it is).
+ */
+const HTTP_SERVER_WITH_CONGESTION = `
+import functools, http.server, socket, sys
+congestion, bind, port, directory = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+class Server(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6 if ':' in bind else socket.AF_INET
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, congestion.encode())
+        super().server_bind()
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=directory)
+Server((bind, port), handler).serve_forever()
+`;
+
+export interface HttpServerOptions {
+  /** runs between its start and its exec (to put it into a cgroup) */
+  before?: (pid: number) => void;
+  /** the congestion control of the connections it accepts; the system's default when absent */
+  congestion?: 'cubic' | 'bbr';
+}
+
+/**
+ * python's http.server on loopback in netns, started before anything is
+ * limited. Resolves once it listens.
  */
 export async function httpServer(
   netns: string,
   family: Family,
   dir: string,
-  before?: (pid: number) => void,
+  { before, congestion }: HttpServerOptions = {},
 ): Promise<HttpServer> {
   const port = await freePort();
   const address = LOOPBACK[family];
-  const [command, ...args] = inNetns(netns, [
-    'python3',
-    '-m',
-    'http.server',
-    '--bind',
-    address,
-    '--directory',
-    dir,
-    String(port),
-  ]);
+  const python = congestion
+    ? ['python3', '-c', HTTP_SERVER_WITH_CONGESTION, congestion, address, String(port), dir]
+    : ['python3', '-m', 'http.server', '--bind', address, '--directory', dir, String(port)];
+  const [command, ...args] = inNetns(netns, python);
   const server = gated(command, args, 300_000);
   before?.(server.pid);
   server.go();

@@ -16,10 +16,12 @@ import { cgroupOf, listJson, runCli, sleep } from '../harness/cli.js';
 import { curl, curlToFile, enter, httpServer, servedFiles, standInCgroup } from '../harness/http.js';
 import { testScope } from '../harness/scope.js';
 import { snapshot } from '../harness/snapshot.js';
-import { gated, netns, type Family } from '../harness/traffic.js';
+import { gated, INGRESS_DEBT_BYTES, netns, type Family } from '../harness/traffic.js';
 
 const RATE = 1048576;
 const MIB = 1048576;
+/** How long a running download is measured once limited; the bucket holds 1 s of rate. */
+const MEASURE_SECONDS = 4;
 const scope = testScope();
 
 /** A namespace and files to serve, removed after the test. */
@@ -67,28 +69,39 @@ describe('a server that was listening before set --pid', () => {
 });
 
 describe('a download that was running before set --ingress-rate', () => {
-  it('falls to the limit within 2 s: within 10 % of it after that', async () => {
-    const { env, ns, www } = setting('dl', { 'big.bin': 200 * MIB });
-    const server = await httpServer(ns, 'ipv4', www);
-    scope.defer(() => server.kill());
-    // curl's own --limit-rate stands in for a fast link: 20 MB/s, well above the limit.
-    const download = curlToFile(ns, server.url('big.bin'), ['--limit-rate', '20M']);
-    scope.defer(() => download.kill());
-    download.go();
-    await sleep(1500);
-    expect(download.size()).toBeGreaterThan(10 * RATE);
+  // No sock_ops program sees an adopted socket, so it gets no window: its
+  // sender meets the bucket alone. BBR (v1) then paces at its estimate of a
+  // policer's rate, the average of lossy rounds, 0.84-1.01 of it (design.md K28),
+  // and no more than the bucket allows.
+  const bucketBound = 1 + (RATE + INGRESS_DEBT_BYTES) / (RATE * MEASURE_SECONDS);
+  const cases = [
+    { congestion: 'cubic', least: 0.9, most: 1.1 },
+    { congestion: 'bbr', least: 0.5, most: bucketBound },
+  ] as const;
+  for (const { congestion, least, most } of cases) {
+    it(`${congestion}: falls to the limit within 2 s, and after that gets ${least.toFixed(2)}-${most.toFixed(2)} of it`, async () => {
+      const { env, ns, www } = setting(`dl${congestion}`, { 'big.bin': 200 * MIB });
+      const server = await httpServer(ns, 'ipv4', www, { congestion });
+      scope.defer(() => server.kill());
+      // curl's own --limit-rate stands in for a fast link: 20 MB/s, well above the limit.
+      const download = curlToFile(ns, server.url('big.bin'), ['--limit-rate', '20M']);
+      scope.defer(() => download.kill());
+      download.go();
+      await sleep(1500);
+      expect(download.size()).toBeGreaterThan(10 * RATE);
 
-    const set = runCli(['set', '--pid', String(download.pid), '--ingress-rate', '1m'], env);
-    expect(set.code, set.stderr).toBe(0);
-    expect(set.stdout).toMatch(/its 1 open socket\(s\) limited too \(download\)/);
-    await sleep(2000);
-    const from = { bytes: download.size(), at: process.hrtime.bigint() };
-    await sleep(4000);
-    const rate = (download.size() - from.bytes) / (Number(process.hrtime.bigint() - from.at) / 1e9);
-    expect(rate).toBeGreaterThanOrEqual(0.9 * RATE);
-    expect(rate).toBeLessThanOrEqual(1.1 * RATE);
-    expect(listJson(env).rules[0].adopted).toEqual({ egress: 0, ingress: 1, listeners: 0 });
-  });
+      const set = runCli(['set', '--pid', String(download.pid), '--ingress-rate', '1m'], env);
+      expect(set.code, set.stderr).toBe(0);
+      expect(set.stdout).toMatch(/its 1 open socket\(s\) limited too \(download\)/);
+      await sleep(2000);
+      const from = { bytes: download.size(), at: process.hrtime.bigint() };
+      await sleep(MEASURE_SECONDS * 1000);
+      const rate = (download.size() - from.bytes) / (Number(process.hrtime.bigint() - from.at) / 1e9);
+      expect(rate).toBeGreaterThanOrEqual(least * RATE);
+      expect(rate).toBeLessThanOrEqual(most * RATE);
+      expect(listJson(env).rules[0].adopted).toEqual({ egress: 0, ingress: 1, listeners: 0 });
+    });
+  }
 });
 
 /** A program of someone else's attached to the stand-in, held by the test: limiter must leave it be. */
@@ -124,7 +137,7 @@ describe('a cgroup limited in place', () => {
       const { env, ns, www } = setting(by === '--cgroup' ? 'cg' : 'unit', { 'file.bin': 5 * MIB });
       const standIn = standInCgroup('web');
       scope.defer(() => standIn.remove());
-      const server = await httpServer(ns, 'ipv4', www, (pid) => enter(standIn.dir, pid));
+      const server = await httpServer(ns, 'ipv4', www, { before: (pid) => enter(standIn.dir, pid) });
       scope.defer(() => server.kill());
       const foreign = foreignProgram(standIn.dir);
       scope.defer(() => foreign.remove());
