@@ -75,8 +75,20 @@ struct tcp_sock___limiter {
 	struct {
 		__u32 rtt_us; /* the receiver's round-trip estimate, << 3 */
 	} rcv_rtt_est;
+	struct {
+		__u16 snd_wscale : 4, rcv_wscale : 4; /* the window it advertises is in units of 2^rcv_wscale bytes */
+	} rx_opt;
 	__u32 window_clamp;
 } __attribute__((preserve_access_index));
+
+/* The fields of the kernel's struct sk_buff that say where its IP header starts. */
+struct sk_buff___limiter {
+	unsigned char *head;
+	unsigned char *data;
+	__u16 network_header;
+} __attribute__((preserve_access_index));
+
+extern void *bpf_cast_to_kern_ctx(void *ctx) __ksym;
 
 /*
  * A TCP skb dropped while its socket has nothing in flight waits for the
@@ -113,33 +125,43 @@ static __always_inline int would_stall(struct bpf_sock *sk)
 }
 
 /*
- * The sequence range of a received TCP segment, or 0 when the skb is none.
- * link_header is the bytes before the IP header (0 in cgroup_skb, Ethernet at tc).
+ * An skb's TCP header, or NULL when it has none; *offset is where it starts.
+ * link_header is the bytes before the IP header (0 in cgroup_skb; at tc, link_header_len()).
  */
-static __always_inline int tcp_segment(struct __sk_buff *skb, __u32 link_header, __u32 *seq, __u32 *end_seq)
+static __always_inline struct tcphdr *tcp_header(struct __sk_buff *skb, __u32 link_header, __u32 *offset)
 {
 	void *data = (void *)(long)skb->data + link_header;
 	void *end = (void *)(long)skb->data_end;
 	struct tcphdr *tcp;
-	__u32 headers;
+	__u32 ip_len;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = data;
 		if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_TCP)
-			return 0;
-		headers = (ip->ihl * 4) & 0x3f;
-		tcp = data + headers;
+			return NULL;
+		ip_len = (ip->ihl * 4) & 0x3f;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = data;
 		if ((void *)(ip6 + 1) > end || ip6->nexthdr != IPPROTO_TCP)
-			return 0;
-		headers = sizeof(*ip6);
-		tcp = (void *)(ip6 + 1);
+			return NULL;
+		ip_len = sizeof(*ip6);
 	} else {
-		return 0;
+		return NULL;
 	}
+	tcp = data + ip_len;
 	if ((void *)(tcp + 1) > end)
+		return NULL;
+	*offset = link_header + ip_len;
+	return tcp;
+}
+
+/* The sequence range of a received TCP segment, or 0 when the skb is none. */
+static __always_inline int tcp_segment(struct __sk_buff *skb, __u32 link_header, __u32 *seq, __u32 *end_seq)
+{
+	__u32 offset;
+	struct tcphdr *tcp = tcp_header(skb, link_header, &offset);
+	if (!tcp)
 		return 0;
-	headers += link_header + tcp->doff * 4;
+	__u32 headers = offset + tcp->doff * 4;
 	*seq = bpf_ntohl(tcp->seq);
 	*end_seq = *seq + (skb->len > headers ? skb->len - headers : 0);
 	return 1;
@@ -272,7 +294,7 @@ static __always_inline int conforms(struct __sk_buff *skb, struct bpf_sock *sk, 
 /*
  * Rates count TCP and UDP payload: what TCP paces, and what applications and
  * iperf3 report. Other packets count whole from the IP header. link_header
- * is the bytes before the IP header (0 in cgroup_skb, Ethernet at tc).
+ * is the bytes before the IP header (0 in cgroup_skb; at tc, link_header_len()).
  */
 static __always_inline __u32 payload_len(struct __sk_buff *skb, __u32 link_header)
 {
@@ -395,103 +417,6 @@ int limiter_ingress(struct __sk_buff *skb)
 	return rule_program(skb, LIMITER_INGRESS) ? CGROUP_PASS : CGROUP_DROP;
 }
 
-/*
- * Sockets given to a rule although their cgroup is outside it (created before
- * their process was limited, design.md K5, or accepted by such a listener,
- * K14): the tcx programs on the interfaces of their network namespace police
- * them. Sockets inside the rule's own cgroup tree are the rule programs'
- * (they say so with LIMITER_SK_INSIDE on the first packet they see).
- */
-static __always_inline int police_owned(struct __sk_buff *skb, struct bpf_sock *sk, enum limiter_direction dir)
-{
-	struct limiter_sk *s = owned(sk);
-	if (!s || s->slot == LIMITER_NO_SLOT || (s->flags & LIMITER_SK_INSIDE))
-		return 1;
-	__u32 slot = s->slot;
-	struct limiter_rule *rule = bpf_map_lookup_elem(&limiter_rules, &slot);
-	if (!rule || rule->cgroup_id != s->owner || !rule->limit[dir].rate)
-		return 1;
-	/* at tc, the skb starts with the link header: Ethernet framing on lo, veth and NICs */
-	return police(skb, sk, rule, slot, dir, ETH_HLEN);
-}
-
-SEC("tc")
-int limiter_tc_egress(struct __sk_buff *skb)
-{
-	struct bpf_sock *sk = skb->sk ? bpf_sk_fullsock(skb->sk) : NULL;
-	if (!sk)
-		return TCX_NEXT;
-	return police_owned(skb, sk, LIMITER_EGRESS) ? TCX_NEXT : TCX_DROP;
-}
-
-/*
- * At tc ingress a packet has no socket yet (design.md K15): the socket it is
- * for is looked up by its addresses and ports, TCP or UDP, v4 or v6.
- */
-static __always_inline struct bpf_sock *receiver(struct __sk_buff *skb)
-{
-	void *data = (void *)(long)skb->data;
-	void *end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-	struct bpf_sock_tuple tuple = {};
-	__u32 tuple_size;
-	__u8 protocol;
-	void *l4;
-
-	if ((void *)(eth + 1) > end)
-		return NULL;
-	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr *ip = (void *)(eth + 1);
-		if ((void *)(ip + 1) > end || ip->ihl < 5)
-			return NULL;
-		tuple.ipv4.saddr = ip->saddr;
-		tuple.ipv4.daddr = ip->daddr;
-		tuple_size = sizeof(tuple.ipv4);
-		protocol = ip->protocol;
-		l4 = (void *)ip + ip->ihl * 4;
-	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr *ip6 = (void *)(eth + 1);
-		if ((void *)(ip6 + 1) > end)
-			return NULL;
-		__builtin_memcpy(tuple.ipv6.saddr, &ip6->saddr, sizeof(tuple.ipv6.saddr));
-		__builtin_memcpy(tuple.ipv6.daddr, &ip6->daddr, sizeof(tuple.ipv6.daddr));
-		tuple_size = sizeof(tuple.ipv6);
-		protocol = ip6->nexthdr;
-		l4 = ip6 + 1;
-	} else {
-		return NULL;
-	}
-	/* The ports sit at the same place in TCP and UDP headers. */
-	struct udphdr *ports = l4;
-	if ((void *)(ports + 1) > end)
-		return NULL;
-	if (tuple_size == sizeof(tuple.ipv4)) {
-		tuple.ipv4.sport = ports->source;
-		tuple.ipv4.dport = ports->dest;
-	} else {
-		tuple.ipv6.sport = ports->source;
-		tuple.ipv6.dport = ports->dest;
-	}
-	if (protocol == IPPROTO_TCP)
-		return bpf_sk_lookup_tcp(skb, &tuple, tuple_size, BPF_F_CURRENT_NETNS, 0);
-	if (protocol == IPPROTO_UDP)
-		return bpf_sk_lookup_udp(skb, &tuple, tuple_size, BPF_F_CURRENT_NETNS, 0);
-	return NULL;
-}
-
-SEC("tc")
-int limiter_tc_ingress(struct __sk_buff *skb)
-{
-	if (!owned_sockets_exist())
-		return TCX_NEXT;
-	struct bpf_sock *sk = receiver(skb);
-	if (!sk)
-		return TCX_NEXT;
-	int pass = police_owned(skb, sk, LIMITER_INGRESS);
-	bpf_sk_release(sk);
-	return pass ? TCX_NEXT : TCX_DROP;
-}
-
 /* The flows counted in epoch: the larger of its count so far and the previous epoch's. */
 static __always_inline __u32 flows_counted(const struct limiter_flows *flows, __u64 epoch)
 {
@@ -583,14 +508,42 @@ static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk_f
 }
 
 /*
+ * The window a receiver may offer: its share of the rate over its round trip,
+ * scaled by how full the bucket is (bucket_gain): 0.9 times the share below
+ * its aim, up to 1.2 times with it full. Where a round trip is too short for
+ * a window to limit (many flows at a low rate, loopback), still two segments:
+ * fewer bytes in flight for the bucket to drop (design.md K23). Kept in f
+ * unless it moved by more than a 16th, so that a sender sees it steady.
+ */
+static __always_inline __u32 receive_window(struct limiter_sk_flow *f, __u64 share, __u64 gain, __u64 rtt_us,
+					    __u64 mss, __u32 ports)
+{
+	__u64 window = share * gain / 1024 * rtt_us / 1000000;
+	if (window > NO_WINDOW_CLAMP || !rtt_us) {
+		window = NO_WINDOW_CLAMP;
+	} else {
+		/* A sender sends whole segments that fit the window: each
+		 * window rounds to whole segments at its flow's own point, so
+		 * that many small windows add up to their share instead of
+		 * each losing up to a segment (design.md K26). */
+		__u64 segments = (window * 1024 / mss + ((ports * 2654435769U) >> 22)) / 1024;
+		if (segments < MIN_WINDOW_SEGMENTS)
+			segments = MIN_WINDOW_SEGMENTS;
+		/* half a segment spare: the kernel rounds the window down to its idea of the segment size */
+		window = segments * mss + mss / 2;
+	}
+	__u32 value = window;
+	__u32 change = value > f->value ? value - f->value : f->value - value;
+	if (change > f->value / 16)
+		f->value = value;
+	return f->value;
+}
+
+/*
  * A receiver advertises no more window than its share moves in a round
  * trip, so that its sender slows down before sending what the bucket would
  * drop after it crossed the link (design.md K16, K23). The round trip is the
- * receiver's own estimate (the handshake's until it has one); the window
- * follows the bucket (bucket_gain): 0.9 times the share below its aim, up
- * to 1.2 times with it full. Where a round trip is too short for a window
- * to limit (many flows at a low rate, loopback), the window is still held at
- * two segments: fewer bytes in flight for the bucket to drop (design.md K23).
+ * receiver's own estimate (the handshake's until it has one).
  */
 static __always_inline void clamp_window(struct bpf_sock_ops *skops, struct bpf_sock *socket, struct limiter_sk_flow *f,
 					 __u64 share, struct limiter_state *state, const struct limiter_limit *limit,
@@ -602,34 +555,14 @@ static __always_inline void clamp_window(struct bpf_sock_ops *skops, struct bpf_
 	__u64 rtt_us = BPF_CORE_READ(tp, rcv_rtt_est.rtt_us) >> 3;
 	if (!rtt_us)
 		rtt_us = skops->srtt_us >> 3;
-	__u64 mss = skops->mss_cache ? skops->mss_cache : TYPICAL_MSS;
-	__u64 gain = bucket_gain(state, limit, LIMITER_INGRESS, now);
-	__u64 window = share * gain / 1024 * rtt_us / 1000000;
-	if (window > NO_WINDOW_CLAMP || !rtt_us) {
-		window = NO_WINDOW_CLAMP;
-	} else {
-		/* A sender sends whole segments that fit the window: each
-		 * window rounds to whole segments at its flow's own point, so
-		 * that many small windows add up to their share instead of
-		 * each losing up to a segment (design.md K26). */
-		__u32 ports = skops->local_port ^ skops->remote_port;
-		__u64 segments = (window * 1024 / mss + ((ports * 2654435769U) >> 22)) / 1024;
-		if (segments < MIN_WINDOW_SEGMENTS)
-			segments = MIN_WINDOW_SEGMENTS;
-		/* half a segment spare: the kernel rounds the window down to its idea of the segment size */
-		window = segments * mss + mss / 2;
-	}
-	__u32 clamp = window;
-	__u32 change = clamp > f->value ? clamp - f->value : f->value - clamp;
-	if (change > f->value / 16)
-		f->value = clamp;
+	__u32 clamp = receive_window(f, share, bucket_gain(state, limit, LIMITER_INGRESS, now), rtt_us,
+				     skops->mss_cache ? skops->mss_cache : TYPICAL_MSS,
+				     skops->local_port ^ skops->remote_port);
 	/* The kernel raises the clamp as its receive buffer grows, and sets it
 	 * from the buffer when the skbs' overhead changes (design.md K23):
 	 * before each segment goes out, it is set again. */
-	if (BPF_CORE_READ(tp, window_clamp) != f->value) {
-		clamp = f->value;
+	if (BPF_CORE_READ(tp, window_clamp) != clamp)
 		bpf_setsockopt(skops, SOL_TCP, TCP_WINDOW_CLAMP, &clamp, sizeof(clamp));
-	}
 }
 
 /*
@@ -733,4 +666,163 @@ int limiter_sockops(struct bpf_sock_ops *skops)
 		clamp_window(skops, socket, f, share, state, limit, now);
 	}
 	return 1;
+}
+
+/*
+ * The bytes before the IP header of an skb at tc: Ethernet framing on lo,
+ * veth and NICs, none on TUN devices (VPNs, WireGuard) and other L3 links.
+ * Larger than LINK_HEADER_MAX: a link the programs do not know.
+ */
+#define LINK_HEADER_MAX 32
+static __always_inline __u32 link_header_len(struct __sk_buff *ctx)
+{
+	struct sk_buff___limiter *skb = bpf_cast_to_kern_ctx(ctx);
+	return (__u16)(skb->network_header - (__u32)(skb->data - skb->head));
+}
+
+/*
+ * Sockets given to a rule although their cgroup is outside it (created before
+ * their process was limited, design.md K5, or accepted by such a listener,
+ * K14): the tcx programs on the interfaces of their network namespace police
+ * them. Sockets inside the rule's own cgroup tree are the rule programs'
+ * (they say so with LIMITER_SK_INSIDE on the first packet they see). The
+ * rule of such a socket, with its storage and slot, or NULL.
+ */
+static __always_inline const struct limiter_rule *adopted_rule(struct bpf_sock *sk, struct limiter_sk **storage,
+								 __u32 *slot)
+{
+	struct limiter_sk *s = owned(sk);
+	if (!s || s->slot == LIMITER_NO_SLOT || (s->flags & LIMITER_SK_INSIDE))
+		return NULL;
+	__u32 key = s->slot;
+	struct limiter_rule *rule = bpf_map_lookup_elem(&limiter_rules, &key);
+	if (!rule || rule->cgroup_id != s->owner)
+		return NULL;
+	*storage = s;
+	*slot = key;
+	return rule;
+}
+
+/*
+ * An adopted TCP receiver offers the window clamp_window would set for it,
+ * at most: no sock_ops program sees it (design.md K28), so the window field
+ * of what it sends is narrowed on the way out. Its own window is left as it
+ * is; the sender goes by the narrower one.
+ */
+static __always_inline void narrow_window(struct __sk_buff *skb, struct bpf_sock *sk, struct limiter_sk *s,
+					  const struct limiter_limit *limit, __u32 slot, __u32 link_header)
+{
+	struct bpf_tcp_sock *tcp = bpf_tcp_sock(sk);
+	struct tcp_sock___limiter *tp = (void *)bpf_skc_to_tcp_sock(sk);
+	struct limiter_state *state = bpf_map_lookup_elem(&limiter_state, &slot);
+	__u32 offset;
+	struct tcphdr *th = tcp_header(skb, link_header, &offset);
+	/* a SYN's window is not scaled, and the connection's are set up already */
+	if (!tcp || !tp || !state || !th || th->syn)
+		return;
+	__be16 offered = th->window;
+	__u64 now = bpf_ktime_get_ns();
+	struct limiter_sk_flow *f = &s->dir[LIMITER_INGRESS];
+	__u64 share = share_of(state, limit, f, LIMITER_INGRESS, tcp->bytes_received, now, 0);
+	__u64 rtt_us = BPF_CORE_READ(tp, rcv_rtt_est.rtt_us) >> 3;
+	if (!rtt_us)
+		rtt_us = tcp->srtt_us >> 3;
+	__u32 window = receive_window(f, share, bucket_gain(state, limit, LIMITER_INGRESS, now), rtt_us,
+				      tcp->mss_cache ? tcp->mss_cache : TYPICAL_MSS, sk->src_port ^ sk->dst_port);
+	__u32 wscale = BPF_CORE_READ_BITFIELD_PROBED(tp, rx_opt.rcv_wscale);
+	if (((__u32)bpf_ntohs(offered) << wscale) <= window)
+		return;
+	__u32 scaled = window >> wscale;
+	__be16 narrowed = bpf_htons(scaled ? scaled : 1);
+	bpf_l4_csum_replace(skb, offset + offsetof(struct tcphdr, check), offered, narrowed, sizeof(narrowed));
+	bpf_skb_store_bytes(skb, offset + offsetof(struct tcphdr, window), &narrowed, sizeof(narrowed), 0);
+}
+
+SEC("tc")
+int limiter_tc_egress(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk ? bpf_sk_fullsock(skb->sk) : NULL;
+	struct limiter_sk *s;
+	__u32 slot;
+	const struct limiter_rule *rule = sk ? adopted_rule(sk, &s, &slot) : NULL;
+	__u32 link_header = link_header_len(skb);
+	if (!rule || link_header > LINK_HEADER_MAX)
+		return TCX_NEXT;
+	if (rule->limit[LIMITER_EGRESS].rate && !police(skb, sk, rule, slot, LIMITER_EGRESS, link_header))
+		return TCX_DROP;
+	if (rule->limit[LIMITER_INGRESS].rate)
+		narrow_window(skb, sk, s, &rule->limit[LIMITER_INGRESS], slot, link_header);
+	return TCX_NEXT;
+}
+
+/*
+ * At tc ingress a packet has no socket yet (design.md K15): the socket it is
+ * for is looked up by its addresses and ports, TCP or UDP, v4 or v6.
+ */
+static __always_inline struct bpf_sock *receiver(struct __sk_buff *skb, __u32 link_header)
+{
+	void *data = (void *)(long)skb->data + link_header;
+	void *end = (void *)(long)skb->data_end;
+	struct bpf_sock_tuple tuple = {};
+	__u32 tuple_size;
+	__u8 protocol;
+	void *l4;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data;
+		if ((void *)(ip + 1) > end || ip->ihl < 5)
+			return NULL;
+		tuple.ipv4.saddr = ip->saddr;
+		tuple.ipv4.daddr = ip->daddr;
+		tuple_size = sizeof(tuple.ipv4);
+		protocol = ip->protocol;
+		l4 = (void *)ip + ip->ihl * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data;
+		if ((void *)(ip6 + 1) > end)
+			return NULL;
+		__builtin_memcpy(tuple.ipv6.saddr, &ip6->saddr, sizeof(tuple.ipv6.saddr));
+		__builtin_memcpy(tuple.ipv6.daddr, &ip6->daddr, sizeof(tuple.ipv6.daddr));
+		tuple_size = sizeof(tuple.ipv6);
+		protocol = ip6->nexthdr;
+		l4 = ip6 + 1;
+	} else {
+		return NULL;
+	}
+	/* The ports sit at the same place in TCP and UDP headers. */
+	struct udphdr *ports = l4;
+	if ((void *)(ports + 1) > end)
+		return NULL;
+	if (tuple_size == sizeof(tuple.ipv4)) {
+		tuple.ipv4.sport = ports->source;
+		tuple.ipv4.dport = ports->dest;
+	} else {
+		tuple.ipv6.sport = ports->source;
+		tuple.ipv6.dport = ports->dest;
+	}
+	if (protocol == IPPROTO_TCP)
+		return bpf_sk_lookup_tcp(skb, &tuple, tuple_size, BPF_F_CURRENT_NETNS, 0);
+	if (protocol == IPPROTO_UDP)
+		return bpf_sk_lookup_udp(skb, &tuple, tuple_size, BPF_F_CURRENT_NETNS, 0);
+	return NULL;
+}
+
+SEC("tc")
+int limiter_tc_ingress(struct __sk_buff *skb)
+{
+	if (!owned_sockets_exist())
+		return TCX_NEXT;
+	__u32 link_header = link_header_len(skb);
+	if (link_header > LINK_HEADER_MAX)
+		return TCX_NEXT;
+	struct bpf_sock *sk = receiver(skb, link_header);
+	if (!sk)
+		return TCX_NEXT;
+	struct limiter_sk *s;
+	__u32 slot;
+	const struct limiter_rule *rule = adopted_rule(sk, &s, &slot);
+	int pass = !rule || !rule->limit[LIMITER_INGRESS].rate ||
+		   police(skb, sk, rule, slot, LIMITER_INGRESS, link_header);
+	bpf_sk_release(sk);
+	return pass ? TCX_NEXT : TCX_DROP;
 }

@@ -143,3 +143,18 @@ export function tcpSegments(ns: string): { out: number; retransmitted: number; l
   const tcpExt = counters(ns, 'netstat', 'TcpExt');
   return { out: tcp('OutSegs'), retransmitted: tcp('RetransSegs'), lostAgain: tcpExt('TCPLostRetransmit') };
 }
+
+/**
+ * The window last offered to the TCP socket in a namespace that has sent the
+ * most (ss's snd_wnd), in bytes; 0 when there is none.
+ */
+export function busiestSendWindow(ns: string): number {
+  const sockets = sh('ip', ['netns', 'exec', ns, 'ss', '-tinH', 'state', 'established'])
+    .split(/\n(?=\S)/)
+    .map((entry) => ({
+      acked: Number(/\bbytes_acked:(\d+)/.exec(entry)?.[1] ?? 0),
+      window: Number(/\bsnd_wnd:(\d+)/.exec(entry)?.[1] ?? 0),
+    }));
+  return sockets.reduce((busiest, socket) => (socket.acked > busiest.acked ? socket : busiest), { acked: 0, window: 0 })
+    .window;
+}

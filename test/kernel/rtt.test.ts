@@ -8,8 +8,8 @@
  * sent again, whatever the flow's sequence numbers (K24, K27).
  */
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../harness/cli.js';
-import { createDelayLine, tcpSegments } from '../harness/delayline.js';
+import { runCli, sleep } from '../harness/cli.js';
+import { createDelayLine, busiestSendWindow, tcpSegments } from '../harness/delayline.js';
 import { limitedLoopbackDownload } from '../harness/http.js';
 import { testScope } from '../harness/scope.js';
 import { createTopology } from '../harness/topology.js';
@@ -25,13 +25,15 @@ interface Path {
 
 /**
  * An iperf3 download from serverNs to a client in clientNs, the client
- * limited to ingressRate with a bucket of bucketBytes: its steady rate after
- * steadyFrom seconds, and the sender's TCP segments over the transfer.
+ * limited to ingressRate with a bucket of bucketBytes: before it starts, or
+ * adoptAfterMs into it (its socket adopted). Its steady rate after steadyFrom
+ * seconds, the sender's TCP segments from then on, and the window its
+ * busiest socket was offered at that point.
  */
 async function limitedDownload(
   env: NodeJS.ProcessEnv,
   path: Path,
-  flow: { seconds: number; steadyFrom: number; congestion: 'cubic' | 'bbr'; flows: number },
+  flow: { seconds: number; steadyFrom: number; congestion: 'cubic' | 'bbr'; flows: number; adoptAfterMs?: number },
   ingressRate: string,
   bucketBytes: number,
 ) {
@@ -49,11 +51,23 @@ async function limitedDownload(
   ]);
   const client = gated(command, args);
   scope.defer(() => (client.kill(), server.kill()));
-  const limit = ['--ingress-rate', ingressRate, '--ingress-bucket', String(bucketBytes)];
-  const set = runCli(['set', '--pid', String(client.pid), ...limit], env);
-  expect(set.code, set.stderr).toBe(0);
-  const before = tcpSegments(path.serverNs);
+  const limit = () => {
+    const set = runCli(
+      ['set', '--pid', String(client.pid), '--ingress-rate', ingressRate, '--ingress-bucket', String(bucketBytes)],
+      env,
+    );
+    expect(set.code, set.stderr).toBe(0);
+  };
+  const started = Date.now();
+  if (flow.adoptAfterMs === undefined) limit();
   client.go();
+  if (flow.adoptAfterMs !== undefined) {
+    await sleep(flow.adoptAfterMs);
+    limit();
+  }
+  await sleep(flow.steadyFrom * 1000 - (Date.now() - started));
+  const before = tcpSegments(path.serverNs);
+  const senderWindow = busiestSendWindow(path.serverNs);
   const exited = await client.done;
   expect(exited.code, exited.stderr).toBe(0);
   const after = tcpSegments(path.serverNs);
@@ -62,6 +76,7 @@ async function limitedDownload(
     out: after.out - before.out,
     retransmitted: after.retransmitted - before.retransmitted,
     lostAgain: after.lostAgain - before.lostAgain,
+    senderWindow,
   };
 }
 
@@ -83,6 +98,27 @@ describe('a download over a 40 ms round trip', () => {
       expect(got.steady).toBeGreaterThanOrEqual(0.9 * rate);
       expect(got.steady).toBeLessThanOrEqual(1.1 * rate);
       expect(got.retransmitted / got.out).toBeLessThan(0.01);
+    });
+  }
+});
+
+describe('a download over a 40 ms round trip, running before set', () => {
+  // No sock_ops program sees an adopted socket: the window is narrowed in
+  // what it sends, at tc, on a TUN device that has no link header (K28).
+  for (const congestion of ['cubic', 'bbr'] as const) {
+    it(`${congestion}: is limited, and its sender is offered a window of its rate over the round trip`, async () => {
+      const { env } = scope.instance(`rttrun${congestion}`);
+      const line = await createDelayLine(String(process.pid % 10000), 40);
+      scope.defer(() => line.destroy());
+      const rate = 1_250_000; // 10 Mbit/s
+      const path = { clientNs: line.client, serverNs: line.server, serverAddress: line.serverAddress };
+      const flow = { seconds: 10, steadyFrom: 6, congestion, flows: 1, adoptAfterMs: 2000 };
+      const got = await limitedDownload(env, path, flow, '10mbit', 125_000);
+      expect(got.steady).toBeGreaterThanOrEqual(0.5 * rate);
+      expect(got.steady).toBeLessThanOrEqual(1.1 * rate);
+      // 1.2 times the rate over 40 ms and two segments at most; unlimited, it was megabytes
+      expect(got.senderWindow).toBeGreaterThan(0);
+      expect(got.senderWindow).toBeLessThanOrEqual(2 * rate * 0.04);
     });
   }
 });

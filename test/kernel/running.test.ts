@@ -69,10 +69,10 @@ describe('a server that was listening before set --pid', () => {
 });
 
 describe('a download that was running before set --ingress-rate', () => {
-  // No sock_ops program sees an adopted socket, so it gets no window: its
-  // sender meets the bucket alone. BBR (v1) then paces at its estimate of a
-  // policer's rate, the average of lossy rounds, 0.84-1.01 of it (design.md K28),
-  // and no more than the bucket allows.
+  // On loopback no window can limit (K23): the sender meets the bucket, and
+  // BBR (v1) may pace at its estimate of a policer's rate, the average of
+  // lossy rounds (design.md K28): at least half the rate, and no more than
+  // the bucket allows.
   const bucketBound = 1 + (RATE + INGRESS_DEBT_BYTES) / (RATE * MEASURE_SECONDS);
   const cases = [
     { congestion: 'cubic', least: 0.9, most: 1.1 },
