@@ -471,19 +471,21 @@ static __always_inline __u64 share_of(struct limiter_state *state, const struct 
 
 /*
  * Feedback from the bucket, in 1/1024ths: 1024 where it aims (full but for
- * 5 ms of rate, or half a smaller bucket), up to 1.2 times that with it
+ * margin_ns of rate, or half a smaller bucket), up to 1.2 times that with it
  * full, and down to 0.9 times half a margin below the aim and lower.
  */
 static __always_inline __u64 bucket_gain(struct limiter_state *state, const struct limiter_limit *limit,
-					 enum limiter_direction dir, __u64 now)
+					 enum limiter_direction dir, __u64 now, __u64 margin_ns)
 {
-	__u64 margin = limit->burst_ns / 2 < PACING_MARGIN_NS ? limit->burst_ns / 2 : PACING_MARGIN_NS;
+	__u64 margin = limit->burst_ns / 2 < margin_ns ? limit->burst_ns / 2 : margin_ns;
 	if (!margin)
 		return 1024;
 	/* How far above half a margin below the aim the bucket is, within 0 .. 1.5 margins. */
 	__s64 above = (__s64)(now - state->dir[dir].empty_at_ns) - (__s64)(limit->burst_ns - margin - margin / 2);
 	__u64 offset = above <= 0 ? 0 : (__u64)above > margin + margin / 2 ? margin + margin / 2 : (__u64)above;
-	return 922 + offset * 205 / margin;
+	/* A bucket narrower than the margin asked for moves the gain less: a
+	 * window that acts a round trip late would swing past it (K29). */
+	return 1024 - 102 * margin / margin_ns + offset * 205 / margin_ns;
 }
 
 /*
@@ -496,7 +498,7 @@ static __always_inline __u64 bucket_gain(struct limiter_state *state, const stru
 static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk_flow *f, __u64 share,
 				 struct limiter_state *state, const struct limiter_limit *limit, __u64 now)
 {
-	__u64 gain = bucket_gain(state, limit, LIMITER_EGRESS, now);
+	__u64 gain = bucket_gain(state, limit, LIMITER_EGRESS, now, PACING_MARGIN_NS);
 	if (gain > 1024)
 		share = share * gain / 1024;
 	__u32 pacing = share < 0xffffffffULL ? (share ? share : 1) : 0xffffffffU;
@@ -505,6 +507,18 @@ static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk_f
 		f->value = pacing;
 		bpf_setsockopt(skops, SOL_SOCKET, SO_MAX_PACING_RATE, &pacing, sizeof(pacing));
 	}
+}
+
+/*
+ * The bucket's margin for windows: half a round trip of rate, 5 ms at least.
+ * A window acts a round trip late: with a narrower band the gain swung
+ * between 0.9 and 1.2 every few round trips at 80 ms, and the kernel, which
+ * lowers a window at once and raises it a segment at a time, moved 0.94 of
+ * the rate (design.md K29).
+ */
+static __always_inline __u64 window_margin_ns(__u64 rtt_us)
+{
+	return rtt_us * 500 > PACING_MARGIN_NS ? rtt_us * 500 : PACING_MARGIN_NS;
 }
 
 /*
@@ -555,7 +569,7 @@ static __always_inline void clamp_window(struct bpf_sock_ops *skops, struct bpf_
 	__u64 rtt_us = BPF_CORE_READ(tp, rcv_rtt_est.rtt_us) >> 3;
 	if (!rtt_us)
 		rtt_us = skops->srtt_us >> 3;
-	__u32 clamp = receive_window(f, share, bucket_gain(state, limit, LIMITER_INGRESS, now), rtt_us,
+	__u32 clamp = receive_window(f, share, bucket_gain(state, limit, LIMITER_INGRESS, now, window_margin_ns(rtt_us)), rtt_us,
 				     skops->mss_cache ? skops->mss_cache : TYPICAL_MSS,
 				     skops->local_port ^ skops->remote_port);
 	/* The kernel raises the clamp as its receive buffer grows, and sets it
@@ -727,7 +741,7 @@ static __always_inline void narrow_window(struct __sk_buff *skb, struct bpf_sock
 	__u64 rtt_us = BPF_CORE_READ(tp, rcv_rtt_est.rtt_us) >> 3;
 	if (!rtt_us)
 		rtt_us = tcp->srtt_us >> 3;
-	__u32 window = receive_window(f, share, bucket_gain(state, limit, LIMITER_INGRESS, now), rtt_us,
+	__u32 window = receive_window(f, share, bucket_gain(state, limit, LIMITER_INGRESS, now, window_margin_ns(rtt_us)), rtt_us,
 				      tcp->mss_cache ? tcp->mss_cache : TYPICAL_MSS, sk->src_port ^ sk->dst_port);
 	__u32 wscale = BPF_CORE_READ_BITFIELD_PROBED(tp, rx_opt.rcv_wscale);
 	if (((__u32)bpf_ntohs(offered) << wscale) <= window)
