@@ -81,15 +81,6 @@ struct tcp_sock___limiter {
 	__u32 window_clamp;
 } __attribute__((preserve_access_index));
 
-/* The fields of the kernel's struct sk_buff that say where its IP header starts. */
-struct sk_buff___limiter {
-	unsigned char *head;
-	unsigned char *data;
-	__u16 network_header;
-} __attribute__((preserve_access_index));
-
-extern void *bpf_cast_to_kern_ctx(void *ctx) __ksym;
-
 /*
  * A TCP skb dropped while its socket has nothing in flight waits for the
  * probe timer, 200 ms or more (design.md K3). Such an skb may take the bucket
@@ -684,14 +675,33 @@ int limiter_sockops(struct bpf_sock_ops *skops)
 
 /*
  * The bytes before the IP header of an skb at tc: Ethernet framing on lo,
- * veth and NICs, none on TUN devices (VPNs, WireGuard) and other L3 links.
- * Larger than LINK_HEADER_MAX: a link the programs do not know.
+ * veth and NICs, none on TUN devices (VPNs) and other links without a header
+ * (design.md K28). tc programs are not told, on every kernel limiter runs on:
+ * the IP header as the kernel knows it is found in the packet, at 0 or after
+ * an Ethernet header. Larger than LINK_HEADER_MAX: at neither.
  */
-#define LINK_HEADER_MAX 32
-static __always_inline __u32 link_header_len(struct __sk_buff *ctx)
+#define LINK_HEADER_MAX ETH_HLEN
+#define IP_HEADER_COMPARED 12
+static __always_inline __u32 link_header_len(struct __sk_buff *skb)
 {
-	struct sk_buff___limiter *skb = bpf_cast_to_kern_ctx(ctx);
-	return (__u16)(skb->network_header - (__u32)(skb->data - skb->head));
+	__u8 ip[IP_HEADER_COMPARED];
+	if (bpf_skb_load_bytes_relative(skb, 0, ip, sizeof(ip), BPF_HDR_START_NET))
+		return LINK_HEADER_MAX + 1;
+	__u8 *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	__u32 same = 1;
+	if ((void *)(data + ETH_HLEN + sizeof(ip)) > end)
+		return LINK_HEADER_MAX + 1;
+#pragma unroll
+	for (int i = 0; i < IP_HEADER_COMPARED; i++)
+		same &= data[i] == ip[i];
+	if (same)
+		return 0;
+	same = 1;
+#pragma unroll
+	for (int i = 0; i < IP_HEADER_COMPARED; i++)
+		same &= data[ETH_HLEN + i] == ip[i];
+	return same ? ETH_HLEN : LINK_HEADER_MAX + 1;
 }
 
 /*
