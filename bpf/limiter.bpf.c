@@ -769,8 +769,10 @@ int limiter_tc_egress(struct __sk_buff *skb)
 	struct limiter_sk *s;
 	__u32 slot;
 	const struct limiter_rule *rule = sk ? adopted_rule(sk, &s, &slot) : NULL;
+	if (!rule)
+		return TCX_NEXT;
 	__u32 link_header = link_header_len(skb);
-	if (!rule || link_header > LINK_HEADER_MAX)
+	if (link_header > LINK_HEADER_MAX)
 		return TCX_NEXT;
 	if (rule->limit[LIMITER_EGRESS].rate && !police(skb, sk, rule, slot, LIMITER_EGRESS, link_header))
 		return TCX_DROP;
