@@ -520,9 +520,11 @@ static __always_inline __u64 window_margin_ns(__u64 rtt_us)
  * fewer bytes in flight for the bucket to drop (design.md K23). Kept in f
  * unless it moved by more than a 16th, so that a sender sees it steady.
  */
-static __always_inline __u32 receive_window(struct limiter_sk_flow *f, __u64 share, __u64 gain, __u64 rtt_us,
-					    __u64 mss, __u32 ports)
+static __always_inline __u32 receive_window(struct limiter_sk_flow *f, __u64 share, struct limiter_state *state,
+					    const struct limiter_limit *limit, __u64 now, __u64 rtt_us, __u64 mss,
+					    __u32 ports)
 {
+	__u64 gain = bucket_gain(state, limit, LIMITER_INGRESS, now, window_margin_ns(rtt_us));
 	__u64 window = share * gain / 1024 * rtt_us / 1000000;
 	if (window > NO_WINDOW_CLAMP || !rtt_us) {
 		window = NO_WINDOW_CLAMP;
@@ -544,11 +546,17 @@ static __always_inline __u32 receive_window(struct limiter_sk_flow *f, __u64 sha
 	return f->value;
 }
 
+/* A receiver's round trip: its own estimate, the handshake's (srtt_us, << 3) until it has one. */
+static __always_inline __u64 receiver_rtt_us(struct tcp_sock___limiter *tp, __u32 srtt_us)
+{
+	__u64 rtt_us = BPF_CORE_READ(tp, rcv_rtt_est.rtt_us) >> 3;
+	return rtt_us ? rtt_us : srtt_us >> 3;
+}
+
 /*
  * A receiver advertises no more window than its share moves in a round
  * trip, so that its sender slows down before sending what the bucket would
- * drop after it crossed the link (design.md K16, K23). The round trip is the
- * receiver's own estimate (the handshake's until it has one).
+ * drop after it crossed the link (design.md K16, K23).
  */
 static __always_inline void clamp_window(struct bpf_sock_ops *skops, struct bpf_sock *socket, struct limiter_sk_flow *f,
 					 __u64 share, struct limiter_state *state, const struct limiter_limit *limit,
@@ -557,10 +565,7 @@ static __always_inline void clamp_window(struct bpf_sock_ops *skops, struct bpf_
 	struct tcp_sock___limiter *tp = (void *)bpf_skc_to_tcp_sock(socket);
 	if (!tp)
 		return;
-	__u64 rtt_us = BPF_CORE_READ(tp, rcv_rtt_est.rtt_us) >> 3;
-	if (!rtt_us)
-		rtt_us = skops->srtt_us >> 3;
-	__u32 clamp = receive_window(f, share, bucket_gain(state, limit, LIMITER_INGRESS, now, window_margin_ns(rtt_us)), rtt_us,
+	__u32 clamp = receive_window(f, share, state, limit, now, receiver_rtt_us(tp, skops->srtt_us),
 				     skops->mss_cache ? skops->mss_cache : TYPICAL_MSS,
 				     skops->local_port ^ skops->remote_port);
 	/* The kernel raises the clamp as its receive buffer grows, and sets it
@@ -682,26 +687,25 @@ int limiter_sockops(struct bpf_sock_ops *skops)
  */
 #define LINK_HEADER_MAX ETH_HLEN
 #define IP_HEADER_COMPARED 12
+static __always_inline int same_bytes(const __u8 *packet, const __u8 *ip)
+{
+	int same = 1;
+#pragma unroll
+	for (int i = 0; i < IP_HEADER_COMPARED; i++)
+		same &= packet[i] == ip[i];
+	return same;
+}
+
 static __always_inline __u32 link_header_len(struct __sk_buff *skb)
 {
 	__u8 ip[IP_HEADER_COMPARED];
-	if (bpf_skb_load_bytes_relative(skb, 0, ip, sizeof(ip), BPF_HDR_START_NET))
-		return LINK_HEADER_MAX + 1;
 	__u8 *data = (void *)(long)skb->data;
-	void *end = (void *)(long)skb->data_end;
-	__u32 same = 1;
-	if ((void *)(data + ETH_HLEN + sizeof(ip)) > end)
+	if ((void *)(data + ETH_HLEN + sizeof(ip)) > (void *)(long)skb->data_end ||
+	    bpf_skb_load_bytes_relative(skb, 0, ip, sizeof(ip), BPF_HDR_START_NET))
 		return LINK_HEADER_MAX + 1;
-#pragma unroll
-	for (int i = 0; i < IP_HEADER_COMPARED; i++)
-		same &= data[i] == ip[i];
-	if (same)
+	if (same_bytes(data, ip))
 		return 0;
-	same = 1;
-#pragma unroll
-	for (int i = 0; i < IP_HEADER_COMPARED; i++)
-		same &= data[ETH_HLEN + i] == ip[i];
-	return same ? ETH_HLEN : LINK_HEADER_MAX + 1;
+	return same_bytes(data + ETH_HLEN, ip) ? ETH_HLEN : LINK_HEADER_MAX + 1;
 }
 
 /*
@@ -748,10 +752,7 @@ static __always_inline void narrow_window(struct __sk_buff *skb, struct bpf_sock
 	__u64 now = bpf_ktime_get_ns();
 	struct limiter_sk_flow *f = &s->dir[LIMITER_INGRESS];
 	__u64 share = share_of(state, limit, f, LIMITER_INGRESS, tcp->bytes_received, now, 0);
-	__u64 rtt_us = BPF_CORE_READ(tp, rcv_rtt_est.rtt_us) >> 3;
-	if (!rtt_us)
-		rtt_us = tcp->srtt_us >> 3;
-	__u32 window = receive_window(f, share, bucket_gain(state, limit, LIMITER_INGRESS, now, window_margin_ns(rtt_us)), rtt_us,
+	__u32 window = receive_window(f, share, state, limit, now, receiver_rtt_us(tp, tcp->srtt_us),
 				      tcp->mss_cache ? tcp->mss_cache : TYPICAL_MSS, sk->src_port ^ sk->dst_port);
 	__u32 wscale = BPF_CORE_READ_BITFIELD_PROBED(tp, rx_opt.rcv_wscale);
 	if (((__u32)bpf_ntohs(offered) << wscale) <= window)
