@@ -187,12 +187,15 @@ static __always_inline int window_cannot_limit(struct bpf_tcp_sock *tp, const st
 }
 
 /*
- * How far a received skb may take the bucket into debt, of grace_ns; dropped,
- * its sender waits for a timer. A retransmission of what the bucket dropped
- * would wait 200 ms or more (design.md K24): all of it. An skb no larger than
- * the bucket, of a flow whose round trip is too short for a window to limit
- * (loopback, veth), would wait for a loss probe, 8 ms or more, the whole of a
- * small bucket (K27): SHORT_RTT_BORROW_NS, and no more than half, so that
+ * How far a received skb may take the bucket into debt; dropped, its sender
+ * waits for a timer. A retransmission of what the bucket dropped would wait
+ * 200 ms or more (design.md K24): all of grace_ns. A segment its window let
+ * through: the window's round trip, since a sender sends what it is offered
+ * at once, and a bucket smaller than that would drop bytes that crossed the
+ * link for nothing (K30). An skb no larger than the bucket, of a flow whose
+ * round trip is too short for a window to limit (loopback, veth), would wait
+ * for a loss probe, 8 ms or more, the whole of a small bucket (K27):
+ * SHORT_RTT_BORROW_NS, and no more than half the grace, so that
  * retransmissions still find room.
  */
 static __always_inline __u64 receiver_may_borrow_ns(struct __sk_buff *skb, struct bpf_sock *sk, __u32 link_header,
@@ -206,6 +209,8 @@ static __always_inline __u64 receiver_may_borrow_ns(struct __sk_buff *skb, struc
 		return 0;
 	if (received_at(tp, seq) < s->dropped_end)
 		return grace_ns;
+	if (s->dir[LIMITER_INGRESS].value && !window_cannot_limit(tp, limit))
+		return (__u64)(tp->srtt_us >> 3) * 1000;
 	if (len > limit->bucket || !window_cannot_limit(tp, limit))
 		return 0;
 	return grace_ns / 2 < SHORT_RTT_BORROW_NS ? grace_ns / 2 : SHORT_RTT_BORROW_NS;
@@ -274,7 +279,9 @@ static __always_inline int conforms(struct __sk_buff *skb, struct bpf_sock *sk, 
 		__u64 grace_ns = factor * STALL_GRACE_BYTES * NSEC_PER_SEC / limit->rate;
 		if (grace_ns > factor * STALL_GRACE_MAX_NS)
 			grace_ns = factor * STALL_GRACE_MAX_NS;
-		if (debt_ns > (__s64)grace_ns ||
+		/* a window may borrow its round trip: no more than the largest grace */
+		__u64 bound = dir == LIMITER_INGRESS ? factor * STALL_GRACE_MAX_NS : grace_ns;
+		if (debt_ns > (__s64)bound ||
 		    debt_ns > (__s64)may_borrow_ns(skb, sk, link_header, dir, limit, len, grace_ns))
 			return 0;
 	}
@@ -526,6 +533,14 @@ static __always_inline __u32 receive_window(struct limiter_sk_flow *f, __u64 sha
 {
 	__u64 gain = bucket_gain(state, limit, LIMITER_INGRESS, now, window_margin_ns(rtt_us));
 	__u64 window = share * gain / 1024 * rtt_us / 1000000;
+	/* A round trip's share arriving at once takes the bucket up to that far
+	 * into debt (what it may borrow, K30); debt beyond half a round trip
+	 * means the flows run ahead of the rate, and is taken off the window. */
+	__s64 owed_ns = (__s64)(state->dir[LIMITER_INGRESS].empty_at_ns - now) - (__s64)(rtt_us * 500);
+	if (owed_ns > 0) {
+		__u64 owed = share * (__u64)owed_ns / NSEC_PER_SEC;
+		window = window > owed ? window - owed : 0;
+	}
 	if (window > NO_WINDOW_CLAMP || !rtt_us) {
 		window = NO_WINDOW_CLAMP;
 	} else {
