@@ -244,6 +244,12 @@ static __always_inline __u64 may_borrow_ns(struct __sk_buff *skb, struct bpf_soc
 	return would_stall(full_sock(skb, sk)) ? grace_ns : 0;
 }
 
+/* What the bucket counts of an skb, and whether it is TCP: only TCP stalls on a drop, so only TCP borrows. */
+struct payload {
+	__u32 len;
+	__u32 tcp;
+};
+
 /*
  * Token bucket that may go into debt by one skb: an skb passes whenever the
  * bucket is not empty, however large the skb (design.md K3: GSO skbs on
@@ -254,8 +260,8 @@ static __always_inline __u64 may_borrow_ns(struct __sk_buff *skb, struct bpf_soc
  * Only a bucket that looked empty costs a fresh reading.
  */
 static __always_inline int conforms(struct __sk_buff *skb, struct bpf_sock *sk, __u32 link_header,
-				    const struct limiter_limit *limit, struct limiter_bucket *c, __u64 *clock_ns, __u32 len,
-				    enum limiter_direction dir)
+				    const struct limiter_limit *limit, struct limiter_bucket *c, __u64 *clock_ns,
+				    struct payload p, enum limiter_direction dir)
 {
 	__u64 now = *(volatile __u64 *)clock_ns;
 	__u64 empty_at = *(volatile __u64 *)&c->empty_at_ns;
@@ -281,11 +287,11 @@ static __always_inline int conforms(struct __sk_buff *skb, struct bpf_sock *sk, 
 			grace_ns = factor * STALL_GRACE_MAX_NS;
 		/* a window may borrow its round trip: no more than the largest grace */
 		__u64 bound = dir == LIMITER_INGRESS ? factor * STALL_GRACE_MAX_NS : grace_ns;
-		if (debt_ns > (__s64)bound ||
-		    debt_ns > (__s64)may_borrow_ns(skb, sk, link_header, dir, limit, len, grace_ns))
+		if (debt_ns > (__s64)bound || !p.tcp ||
+		    debt_ns > (__s64)may_borrow_ns(skb, sk, link_header, dir, limit, p.len, grace_ns))
 			return 0;
 	}
-	__sync_fetch_and_add(&c->empty_at_ns, (__u64)len * NSEC_PER_SEC / limit->rate);
+	__sync_fetch_and_add(&c->empty_at_ns, (__u64)p.len * NSEC_PER_SEC / limit->rate);
 	return 1;
 }
 
@@ -294,48 +300,50 @@ static __always_inline int conforms(struct __sk_buff *skb, struct bpf_sock *sk, 
  * iperf3 report. Other packets count whole from the IP header. link_header
  * is the bytes before the IP header (0 in cgroup_skb; at tc, link_header_len()).
  */
-static __always_inline __u32 payload_len(struct __sk_buff *skb, __u32 link_header)
+static __always_inline struct payload payload_of(struct __sk_buff *skb, __u32 link_header)
 {
 	void *data = (void *)(long)skb->data + link_header;
 	void *end = (void *)(long)skb->data_end;
+	struct payload whole = { .len = skb->len - link_header, .tcp = 0 };
 	__u32 ip_len, transport_len = 0;
 	__u8 protocol;
 
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = data;
 		if ((void *)(ip + 1) > end)
-			return skb->len - link_header;
+			return whole;
 		ip_len = ip->ihl * 4;
 		protocol = ip->protocol;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = data;
 		if ((void *)(ip6 + 1) > end)
-			return skb->len - link_header;
+			return whole;
 		ip_len = sizeof(*ip6);
 		protocol = ip6->nexthdr; /* extension headers count as payload */
 	} else {
-		return skb->len - link_header;
+		return whole;
 	}
 	if (protocol == IPPROTO_TCP) {
 		struct tcphdr *tcp = data + (ip_len & 0x3f);
 		if ((void *)(tcp + 1) > end)
-			return skb->len - link_header;
+			return whole;
 		transport_len = tcp->doff * 4;
 	} else if (protocol == IPPROTO_UDP) {
 		transport_len = sizeof(struct udphdr);
 	}
 	__u32 headers = link_header + ip_len + transport_len;
-	return skb->len > headers ? skb->len - headers : 0;
+	struct payload p = { .len = skb->len > headers ? skb->len - headers : 0, .tcp = protocol == IPPROTO_TCP };
+	return p;
 }
 
 /*
  * 1: pass, 0: drop. The caller has checked that this direction is limited;
- * sk may be NULL (the skb's then). link_header: as for payload_len.
+ * sk may be NULL (the skb's then). link_header: as for payload_of.
  */
 static __always_inline int police(struct __sk_buff *skb, struct bpf_sock *sk, const struct limiter_rule *rule,
 				  __u32 slot, enum limiter_direction dir, __u32 link_header)
 {
-	__u32 len = payload_len(skb, link_header);
+	struct payload p = payload_of(skb, link_header);
 	struct limiter_state *state = bpf_map_lookup_elem(&limiter_state, &slot);
 	if (!state)
 		return 1;
@@ -343,14 +351,14 @@ static __always_inline int police(struct __sk_buff *skb, struct bpf_sock *sk, co
 	if (!tally)
 		return 1;
 	struct limiter_counters *count = &tally->dir[dir];
-	if (!conforms(skb, sk, link_header, &rule->limit[dir], &state->dir[dir], &state->clock_ns, len, dir)) {
-		if (dir == LIMITER_INGRESS)
+	if (!conforms(skb, sk, link_header, &rule->limit[dir], &state->dir[dir], &state->clock_ns, p, dir)) {
+		if (dir == LIMITER_INGRESS && p.tcp)
 			note_dropped(skb, sk, link_header);
-		count->dropped_bytes += len;
+		count->dropped_bytes += p.len;
 		count->dropped_packets++;
 		return 0;
 	}
-	count->passed_bytes += len;
+	count->passed_bytes += p.len;
 	count->passed_packets++;
 	return 1;
 }
