@@ -244,7 +244,8 @@ static __always_inline __u64 may_borrow_ns(struct __sk_buff *skb, struct bpf_soc
 	return would_stall(full_sock(skb, sk)) ? grace_ns : 0;
 }
 
-/* What the bucket counts of an skb, and whether it is TCP: only TCP stalls on a drop, so only TCP borrows. */
+/* What the bucket counts of an skb, and whether it is TCP: only TCP stalls
+ * on a drop, so only TCP borrows, and nothing else costs a socket lookup (K31). */
 struct payload {
 	__u32 len;
 	__u32 tcp;
