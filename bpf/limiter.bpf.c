@@ -209,9 +209,9 @@ static __always_inline __u64 receiver_may_borrow_ns(struct __sk_buff *skb, struc
 		return 0;
 	if (received_at(tp, seq) < s->dropped_end)
 		return grace_ns;
-	if (s->dir[LIMITER_INGRESS].value && !window_cannot_limit(tp, limit))
-		return (__u64)(tp->srtt_us >> 3) * 1000;
-	if (len > limit->bucket || !window_cannot_limit(tp, limit))
+	if (!window_cannot_limit(tp, limit))
+		return s->dir[LIMITER_INGRESS].value ? (__u64)(tp->srtt_us >> 3) * 1000 : 0;
+	if (len > limit->bucket)
 		return 0;
 	return grace_ns / 2 < SHORT_RTT_BORROW_NS ? grace_ns / 2 : SHORT_RTT_BORROW_NS;
 }
@@ -280,6 +280,8 @@ static __always_inline int conforms(struct __sk_buff *skb, struct bpf_sock *sk, 
 	}
 	__s64 debt_ns = empty_at - now;
 	if (debt_ns > 0) {
+		if (!p.tcp)
+			return 0;
 		/* Received, a retransmission may borrow more: one loopback GSO skb
 		 * alone takes 64 KiB (design.md K24). */
 		__u64 factor = dir == LIMITER_INGRESS ? INGRESS_GRACE_FACTOR : 1;
@@ -288,7 +290,7 @@ static __always_inline int conforms(struct __sk_buff *skb, struct bpf_sock *sk, 
 			grace_ns = factor * STALL_GRACE_MAX_NS;
 		/* a window may borrow its round trip: no more than the largest grace */
 		__u64 bound = dir == LIMITER_INGRESS ? factor * STALL_GRACE_MAX_NS : grace_ns;
-		if (debt_ns > (__s64)bound || !p.tcp ||
+		if (debt_ns > (__s64)bound ||
 		    debt_ns > (__s64)may_borrow_ns(skb, sk, link_header, dir, limit, p.len, grace_ns))
 			return 0;
 	}
