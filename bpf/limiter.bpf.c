@@ -104,6 +104,9 @@ struct tcp_sock___limiter {
 /* A sender's first flight (RFC 6928), and the segment size it is reckoned in before a connection has one. */
 #define INITIAL_WINDOW_SEGMENTS 10
 #define TYPICAL_MSS 1448
+/* TCP timestamps tick in ms: a receiver's estimate of a shorter round trip
+ * is made of 1 µs samples (a tick of 0) and says only "under a ms". */
+#define RECEIVER_RTT_MIN_US 1000
 /* TCP_WINDOW_CLAMP cannot be removed once set: this is "no clamp". */
 #define NO_WINDOW_CLAMP (64U << 20)
 
@@ -576,7 +579,9 @@ static __always_inline __u32 receive_window(struct limiter_sk_flow *f, __u64 sha
 static __always_inline __u64 receiver_rtt_us(struct tcp_sock___limiter *tp, __u32 srtt_us)
 {
 	__u64 rtt_us = BPF_CORE_READ(tp, rcv_rtt_est.rtt_us) >> 3;
-	return rtt_us ? rtt_us : srtt_us >> 3;
+	if (!rtt_us)
+		rtt_us = srtt_us >> 3;
+	return rtt_us && rtt_us < RECEIVER_RTT_MIN_US ? RECEIVER_RTT_MIN_US : rtt_us;
 }
 
 /*
