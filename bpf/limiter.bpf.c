@@ -104,8 +104,9 @@ struct tcp_sock___limiter {
 /* A sender's first flight (RFC 6928), and the segment size it is reckoned in before a connection has one. */
 #define INITIAL_WINDOW_SEGMENTS 10
 #define TYPICAL_MSS 1448
-/* TCP timestamps tick in ms: a receiver's estimate of a shorter round trip
- * is made of 1 µs samples (a tick of 0) and says only "under a ms". */
+/* Under a ms a receiver's estimate says nothing: TCP timestamps tick in ms,
+ * and since 6.16 a sample of no tick is skipped, which leaves the time a
+ * window takes to arrive, µs for a clamped one (design.md K32). */
 #define RECEIVER_RTT_MIN_US 1000
 /* TCP_WINDOW_CLAMP cannot be removed once set: this is "no clamp". */
 #define NO_WINDOW_CLAMP (64U << 20)
