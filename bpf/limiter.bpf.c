@@ -546,7 +546,11 @@ static __always_inline __u32 receive_window(struct limiter_sk_flow *f, __u64 sha
 					    const struct limiter_limit *limit, __u64 now, __u64 rtt_us, __u64 mss,
 					    __u32 ports)
 {
-	__u64 gain = bucket_gain(state, limit, LIMITER_INGRESS, now, window_margin_ns(rtt_us));
+	/* A window is set as a segment arrives, when a burst has the bucket at
+	 * its lowest: it is judged as it will be half a round trip on (half the
+	 * bucket at most), when the burst has been paid for (design.md K33). */
+	__u64 dip_ns = rtt_us * 500 < limit->burst_ns / 2 ? rtt_us * 500 : limit->burst_ns / 2;
+	__u64 gain = bucket_gain(state, limit, LIMITER_INGRESS, now + dip_ns, window_margin_ns(rtt_us));
 	__u64 window = share * gain / 1024 * rtt_us / 1000000;
 	/* A round trip's share arriving at once takes the bucket up to that far
 	 * into debt (what it may borrow, K30); debt beyond half a round trip
