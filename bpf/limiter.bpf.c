@@ -549,13 +549,14 @@ static __always_inline __u32 receive_window(struct limiter_sk_flow *f, __u64 sha
 	/* A window is set as a segment arrives, when a burst has the bucket at
 	 * its lowest: it is judged as it will be half a round trip on (half the
 	 * bucket at most), when the burst has been paid for (design.md K33). */
-	__u64 dip_ns = rtt_us * 500 < limit->burst_ns / 2 ? rtt_us * 500 : limit->burst_ns / 2;
+	__u64 half_rtt_ns = rtt_us * 500;
+	__u64 dip_ns = half_rtt_ns < limit->burst_ns / 2 ? half_rtt_ns : limit->burst_ns / 2;
 	__u64 gain = bucket_gain(state, limit, LIMITER_INGRESS, now + dip_ns, window_margin_ns(rtt_us));
 	__u64 window = share * gain / 1024 * rtt_us / 1000000;
 	/* A round trip's share arriving at once takes the bucket up to that far
 	 * into debt (what it may borrow, K30); debt beyond half a round trip
 	 * means the flows run ahead of the rate, and is taken off the window. */
-	__s64 owed_ns = (__s64)(state->dir[LIMITER_INGRESS].empty_at_ns - now) - (__s64)(rtt_us * 500);
+	__s64 owed_ns = (__s64)(state->dir[LIMITER_INGRESS].empty_at_ns - now) - (__s64)half_rtt_ns;
 	if (owed_ns > 0) {
 		__u64 owed = share * (__u64)owed_ns / NSEC_PER_SEC;
 		window = window > owed ? window - owed : 0;
