@@ -176,7 +176,7 @@ async function main(): Promise<void> {
         const rateBytes = rateBits / 8;
         const setArgs = ['--ingress-rate', String(rateBytes), '--ingress-bucket', String(rateBytes * bucketSeconds)];
         const got = await limitedLoopbackDownload(env, 'bench', setArgs);
-        results.loopback.push({ rateBits, bucketSeconds, steady: got / rateBytes });
+        results.loopback.push({ rateBits, bucketSeconds, steady: got.bytesPerSec / rateBytes });
       }
 
     for (const limiter of ['none', 'limiter', 'tbf'] as const) {

@@ -21,6 +21,8 @@
 #define SOL_SOCKET 1
 #define SO_MAX_PACING_RATE 47
 #define SOL_TCP 6
+#define TCP_MAXSEG 2
+#define TCP_MAXSEG_MAX 32767 /* the kernel's MAX_TCP_WINDOW: it refuses a larger TCP_MAXSEG */
 #define TCP_WINDOW_CLAMP 10
 
 /* tcx verdicts: let the next program decide, or drop. */
@@ -76,6 +78,7 @@ struct tcp_sock___limiter {
 		__u32 rtt_us; /* the receiver's round-trip estimate, << 3 */
 	} rcv_rtt_est;
 	struct {
+		__u16 user_mss; /* TCP_MAXSEG: the largest segment it asks its peer for; 0: the route's */
 		__u16 snd_wscale : 4, rcv_wscale : 4; /* the window it advertises is in units of 2^rcv_wscale bytes */
 	} rx_opt;
 	__u32 window_clamp;
@@ -622,11 +625,36 @@ static __always_inline void clamp_window(struct bpf_sock_ops *skops, struct bpf_
 static __always_inline __u32 initial_window(struct limiter_state *state, const struct limiter_limit *limit)
 {
 	__u64 epoch = bpf_ktime_get_ns() / LIMITER_FLOW_EPOCH_NS;
-	__u64 bucket = limit->rate * (limit->burst_ns / 1000) / 1000000;
-	__u64 segments = bucket / (flows_counted(&state->flows[LIMITER_INGRESS], epoch) + 1) / TYPICAL_MSS;
+	__u64 segments = limit->bucket / (flows_counted(&state->flows[LIMITER_INGRESS], epoch) + 1) / TYPICAL_MSS;
 	if (segments < MIN_WINDOW_SEGMENTS)
 		return MIN_WINDOW_SEGMENTS;
 	return segments > INITIAL_WINDOW_SEGMENTS ? INITIAL_WINDOW_SEGMENTS : segments;
+}
+
+/*
+ * The largest segment a receiver asks its sender for: one the bucket holds
+ * a floor window of twice over, so that a segment the bucket cannot pass
+ * at once may borrow instead of waiting for a timer, and a drop leaves a
+ * segment in flight to tell of it (design.md K34). On loopback a segment is
+ * 64 KiB, five times a 10 ms bucket at 10 Mbit/s. Never below a typical
+ * segment: paths with an MTU of 1500 keep theirs. An application's own
+ * smaller TCP_MAXSEG stays. Asked before a connection's SYN goes out.
+ */
+static __always_inline void ask_small_segments(struct bpf_sock_ops *skops, const struct limiter_limit *limit)
+{
+	__u64 mss = limit->bucket / (2 * MIN_WINDOW_SEGMENTS);
+	if (mss < TYPICAL_MSS)
+		mss = TYPICAL_MSS;
+	if (mss > TCP_MAXSEG_MAX)
+		return; /* the bucket holds four of the largest segments already */
+	struct tcp_sock___limiter *tp = skops->sk ? (void *)bpf_skc_to_tcp_sock(skops->sk) : NULL;
+	if (!tp)
+		return;
+	__u32 asked = BPF_CORE_READ(tp, rx_opt.user_mss);
+	if (!asked || mss < asked) {
+		int value = mss;
+		bpf_setsockopt(skops, SOL_TCP, TCP_MAXSEG, &value, sizeof(value));
+	}
 }
 
 /*
@@ -661,6 +689,11 @@ int limiter_sockops(struct bpf_sock_ops *skops)
 		bpf_sock_ops_cb_flags_set(skops, flags);
 		break;
 	}
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		/* Not a listener's: it would ask for small segments long after the rule is gone. */
+		if (rule->limit[LIMITER_INGRESS].rate)
+			ask_small_segments(skops, &rule->limit[LIMITER_INGRESS]);
+		return 1;
 	case BPF_SOCK_OPS_RWND_INIT: {
 		/* sk is a request socket for a connection being accepted: no storage */
 		if (!rule->limit[LIMITER_INGRESS].rate)

@@ -145,16 +145,22 @@ export function tcpSegments(ns: string): { out: number; retransmitted: number; l
 }
 
 /**
- * The window last offered to the TCP socket in a namespace that has sent the
- * most (ss's snd_wnd), in bytes; 0 when there is none.
+ * The TCP socket in a namespace that has sent the most: the window last
+ * offered to it (ss's snd_wnd) and its segment size (mss), in bytes; zeros
+ * when there is none.
  */
-export function busiestSendWindow(ns: string): number {
+export function busiestSender(ns: string): { window: number; mss: number } {
   const sockets = sh('ip', ['netns', 'exec', ns, 'ss', '-tinH', 'state', 'established'])
     .split(/\n(?=\S)/)
     .map((entry) => ({
       acked: Number(/\bbytes_acked:(\d+)/.exec(entry)?.[1] ?? 0),
       window: Number(/\bsnd_wnd:(\d+)/.exec(entry)?.[1] ?? 0),
+      mss: Number(/\bmss:(\d+)/.exec(entry)?.[1] ?? 0),
     }));
-  return sockets.reduce((busiest, socket) => (socket.acked > busiest.acked ? socket : busiest), { acked: 0, window: 0 })
-    .window;
+  const { window, mss } = sockets.reduce((busiest, socket) => (socket.acked > busiest.acked ? socket : busiest), {
+    acked: 0,
+    window: 0,
+    mss: 0,
+  });
+  return { window, mss };
 }

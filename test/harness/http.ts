@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findCgroup2Mount, listPids } from '../../lib/kernel/cgroup.js';
 import { runCli, sleep } from './cli.js';
+import { busiestSender } from './delayline.js';
 import {
   collect,
   freePort,
@@ -135,14 +136,15 @@ export function curlToFile(netns: string, url: string, extra: string[] = []): Ga
 /**
  * curl downloading a large file from python's http.server on loopback, in a
  * namespace of its own, limited with `limiter set --pid <curl> ...setArgs`
- * before it starts: its bytes per second after the first warmMs.
+ * before it starts: its bytes per second after the first warmMs, and the
+ * segment size the server sends it.
  */
 export async function limitedLoopbackDownload(
   env: NodeJS.ProcessEnv,
   tag: string,
   setArgs: string[],
   { warmMs = 2000, measureMs = 5000 } = {},
-): Promise<number> {
+): Promise<{ bytesPerSec: number; senderMss: number }> {
   const ns = netns(tag);
   const www = servedFiles({ 'big.bin': 128 * 1048576 });
   const stops: Array<() => void> = [() => ns.remove(), () => www.remove()];
@@ -157,7 +159,8 @@ export async function limitedLoopbackDownload(
     await sleep(warmMs);
     const from = { bytes: download.size(), at: process.hrtime.bigint() };
     await sleep(measureMs);
-    return (download.size() - from.bytes) / (Number(process.hrtime.bigint() - from.at) / 1e9);
+    const bytesPerSec = (download.size() - from.bytes) / (Number(process.hrtime.bigint() - from.at) / 1e9);
+    return { bytesPerSec, senderMss: busiestSender(ns.name).mss };
   } finally {
     stops.forEach((stop) => stop());
   }

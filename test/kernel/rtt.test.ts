@@ -9,7 +9,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { runCli, sleep } from '../harness/cli.js';
-import { createDelayLine, busiestSendWindow, tcpSegments } from '../harness/delayline.js';
+import { createDelayLine, busiestSender, tcpSegments } from '../harness/delayline.js';
 import { limitedLoopbackDownload } from '../harness/http.js';
 import { testScope } from '../harness/scope.js';
 import { createTopology } from '../harness/topology.js';
@@ -67,7 +67,7 @@ async function limitedDownload(
   }
   await sleep(flow.steadyFrom * 1000 - (Date.now() - started));
   const before = tcpSegments(path.serverNs);
-  const senderWindow = busiestSendWindow(path.serverNs);
+  const senderWindow = busiestSender(path.serverNs).window;
   const exited = await client.done;
   expect(exited.code, exited.stderr).toBe(0);
   const after = tcpSegments(path.serverNs);
@@ -146,13 +146,16 @@ describe('a download over veth with a 10 ms bucket', () => {
 });
 
 describe('a download on loopback with a 10 ms bucket', () => {
-  // at 100 Mbit/s a segment of 40-64 KB is half the bucket, and a drop waits for a loss probe (K27)
+  // A 64 KiB segment is five times a 10 ms bucket at 10 Mbit/s, and a drop
+  // waits for a loss probe (K27): a limited receiver asks for segments of a
+  // quarter of its bucket (K34).
   const cases = [
-    ['1m', '10k', 1048576],
-    ['100mbit', '125000', 12_500_000],
+    ['1m', '10k', 1048576, 10_240 / 4],
+    ['10mbit', '12500', 1_250_000, 12_500 / 4],
+    ['100mbit', '125000', 12_500_000, 125_000 / 4],
   ] as const;
-  for (const [rateArg, bucketArg, rate] of cases) {
-    it(`${rateArg}: gets at least half the rate`, async () => {
+  for (const [rateArg, bucketArg, rate, largestSegment] of cases) {
+    it(`${rateArg}: gets at least half the rate, in segments of ${largestSegment} bytes at most`, async () => {
       const { env } = scope.instance(`lo10${rateArg}`);
       const got = await limitedLoopbackDownload(env, 'lo10', [
         '--ingress-rate',
@@ -160,8 +163,10 @@ describe('a download on loopback with a 10 ms bucket', () => {
         '--ingress-bucket',
         bucketArg,
       ]);
-      expect(got).toBeGreaterThanOrEqual(0.5 * rate);
-      expect(got).toBeLessThanOrEqual(1.2 * rate);
+      expect(got.bytesPerSec).toBeGreaterThanOrEqual(0.5 * rate);
+      expect(got.bytesPerSec).toBeLessThanOrEqual(1.2 * rate);
+      expect(got.senderMss).toBeGreaterThan(0);
+      expect(got.senderMss).toBeLessThanOrEqual(largestSegment);
     });
   }
 });
