@@ -130,7 +130,7 @@ export function markdownReport(results: Results, seconds: number): string {
   );
   out.push(`## Downloads on loopback\n`);
   out.push(
-    "curl downloading from python's http.server on loopback (µs round trip, 64 KiB packets: no window can limit), " +
+    "curl downloading from python's http.server on loopback (µs round trip: no window can limit; segments of a quarter of the bucket, 64 KiB at most, design.md K34), " +
       'limited with `--ingress-rate`; goodput ÷ rate after the first 2 s, over 5 s.\n',
   );
   out.push(

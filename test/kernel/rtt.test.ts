@@ -27,8 +27,8 @@ interface Path {
  * An iperf3 download from serverNs to a client in clientNs, the client
  * limited to ingressRate with a bucket of bucketBytes: before it starts, or
  * adoptAfterMs into it (its socket adopted). Its steady rate after steadyFrom
- * seconds, the sender's TCP segments from then on, and the window its
- * busiest socket was offered at that point.
+ * seconds, the sender's TCP segments from then on, the window its
+ * busiest socket was offered at that point and its segment size.
  */
 async function limitedDownload(
   env: NodeJS.ProcessEnv,
@@ -67,7 +67,7 @@ async function limitedDownload(
   }
   await sleep(flow.steadyFrom * 1000 - (Date.now() - started));
   const before = tcpSegments(path.serverNs);
-  const senderWindow = busiestSender(path.serverNs).window;
+  const sender = busiestSender(path.serverNs);
   const exited = await client.done;
   expect(exited.code, exited.stderr).toBe(0);
   const after = tcpSegments(path.serverNs);
@@ -76,7 +76,8 @@ async function limitedDownload(
     out: after.out - before.out,
     retransmitted: after.retransmitted - before.retransmitted,
     lostAgain: after.lostAgain - before.lostAgain,
-    senderWindow,
+    senderWindow: sender.window,
+    senderMss: sender.mss,
   };
 }
 
@@ -103,6 +104,8 @@ describe('a download over a 40 ms round trip', () => {
       expect(got.steady).toBeGreaterThanOrEqual(0.9 * rate);
       expect(got.steady).toBeLessThanOrEqual(1.1 * rate);
       expect(got.retransmitted / got.out).toBeLessThan(0.01);
+      // a 1500-byte path keeps its segments (K34)
+      expect(got.senderMss).toBe(1448);
     });
   }
 });
