@@ -107,6 +107,8 @@ struct tcp_sock___limiter {
 /* A sender's first flight (RFC 6928), and the segment size it is reckoned in before a connection has one. */
 #define INITIAL_WINDOW_SEGMENTS 10
 #define TYPICAL_MSS 1448
+/* The segment size a path with an MTU of 1500 asks for (IPv4; IPv6 1440): TCP_MAXSEG at or above it leaves such paths alone. */
+#define MTU_1500_MSS 1460
 /* Under a ms a receiver's estimate says nothing: TCP timestamps tick in ms,
  * and since 6.16 a sample of no tick is skipped, which leaves the time a
  * window takes to arrive, µs for a clamped one (design.md K32). */
@@ -636,15 +638,15 @@ static __always_inline __u32 initial_window(struct limiter_state *state, const s
  * a floor window of twice over, so that a segment the bucket cannot pass
  * at once may borrow instead of waiting for a timer, and a drop leaves a
  * segment in flight to tell of it (design.md K34). On loopback a segment is
- * 64 KiB, five times a 10 ms bucket at 10 Mbit/s. Never below a typical
- * segment: paths with an MTU of 1500 keep theirs. An application's own
- * smaller TCP_MAXSEG stays. Asked before a connection's SYN goes out.
+ * 64 KiB, five times a 10 ms bucket at 10 Mbit/s. Never below what a path
+ * with an MTU of 1500 asks for: such paths keep their segments. An
+ * application's own smaller TCP_MAXSEG stays. Asked before the SYN goes out.
  */
 static __always_inline void ask_small_segments(struct bpf_sock_ops *skops, const struct limiter_limit *limit)
 {
 	__u64 mss = limit->bucket / (2 * MIN_WINDOW_SEGMENTS);
-	if (mss < TYPICAL_MSS)
-		mss = TYPICAL_MSS;
+	if (mss < MTU_1500_MSS)
+		mss = MTU_1500_MSS;
 	if (mss > TCP_MAXSEG_MAX)
 		return; /* the bucket holds four of the largest segments already */
 	struct tcp_sock___limiter *tp = skops->sk ? (void *)bpf_skc_to_tcp_sock(skops->sk) : NULL;
