@@ -107,7 +107,8 @@ struct tcp_sock___limiter {
 /* A sender's first flight (RFC 6928), and the segment size it is reckoned in before a connection has one. */
 #define INITIAL_WINDOW_SEGMENTS 10
 #define TYPICAL_MSS 1448
-/* The segment size a path with an MTU of 1500 asks for (IPv4; IPv6 1440): TCP_MAXSEG at or above it leaves such paths alone. */
+/* The segment size a path with an MTU of 1500 asks for (IPv4; IPv6 1440):
+ * TCP_MAXSEG at or above it leaves such paths alone. */
 #define MTU_1500_MSS 1460
 /* Under a ms a receiver's estimate says nothing: TCP timestamps tick in ms,
  * and since 6.16 a sample of no tick is skipped, which leaves the time a
