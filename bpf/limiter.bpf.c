@@ -553,10 +553,11 @@ static __always_inline __u32 receive_window(struct limiter_sk_flow *f, __u64 sha
 					    __u32 ports)
 {
 	/* A window is set as a segment arrives, when a burst has the bucket at
-	 * its lowest: it is judged as it will be half a round trip on (half the
-	 * bucket at most), when the burst has been paid for (design.md K33). */
+	 * its lowest: it is judged as it will be half a round trip on (a
+	 * bucket's length at most), when the burst has been paid for
+	 * (design.md K33, K35). */
 	__u64 half_rtt_ns = rtt_us * 500;
-	__u64 dip_ns = half_rtt_ns < limit->burst_ns / 2 ? half_rtt_ns : limit->burst_ns / 2;
+	__u64 dip_ns = half_rtt_ns < limit->burst_ns ? half_rtt_ns : limit->burst_ns;
 	__u64 gain = bucket_gain(state, limit, LIMITER_INGRESS, now + dip_ns, window_margin_ns(rtt_us));
 	__u64 window = share * gain / 1024 * rtt_us / 1000000;
 	/* A round trip's share arriving at once takes the bucket up to that far
@@ -573,8 +574,11 @@ static __always_inline __u32 receive_window(struct limiter_sk_flow *f, __u64 sha
 		/* A sender sends whole segments that fit the window: each
 		 * window rounds to whole segments at its flow's own point, so
 		 * that many small windows add up to their share instead of
-		 * each losing up to a segment (design.md K26). */
-		__u64 segments = (window * 1024 / mss + ((ports * 2654435769U) >> 22)) / 1024;
+		 * each losing up to a segment (design.md K26). The point moves
+		 * on every round trip: a few flows' fixed points may all round
+		 * down (K35). */
+		__u32 round_trips = now / (rtt_us * 1000);
+		__u64 segments = (window * 1024 / mss + (((ports + round_trips) * 2654435769U) >> 22)) / 1024;
 		if (segments < MIN_WINDOW_SEGMENTS)
 			segments = MIN_WINDOW_SEGMENTS;
 		/* half a segment spare: the kernel rounds the window down to its idea of the segment size */
