@@ -541,18 +541,6 @@ static __always_inline __u64 window_margin_ns(__u64 rtt_us)
 }
 
 /*
- * A sender's round trip, which times a window, runs from a segment to its
- * acknowledgement, and includes what the path and the receiver hold it; the
- * receiver's runs from an acknowledgement to the data it let go, and
- * measured 0.5-3 ms shorter at 20 ms (design.md K36): a 16th is added to one
- * measured (not the floor taken where none can be).
- */
-static __always_inline __u64 sender_rtt_us(__u64 receiver_rtt_us)
-{
-	return receiver_rtt_us > RECEIVER_RTT_MIN_US ? receiver_rtt_us + receiver_rtt_us / 16 : receiver_rtt_us;
-}
-
-/*
  * The window a receiver may offer: its share of the rate over its round trip,
  * scaled by how full the bucket is (bucket_gain): 0.9 times the share below
  * its aim, up to 1.2 times with it full. Where a round trip is too short for
@@ -571,7 +559,7 @@ static __always_inline __u32 receive_window(struct limiter_sk_flow *f, __u64 sha
 	__u64 half_rtt_ns = rtt_us * 500;
 	__u64 dip_ns = half_rtt_ns < limit->burst_ns ? half_rtt_ns : limit->burst_ns;
 	__u64 gain = bucket_gain(state, limit, LIMITER_INGRESS, now + dip_ns, window_margin_ns(rtt_us));
-	__u64 window = share * gain / 1024 * sender_rtt_us(rtt_us) / 1000000;
+	__u64 window = share * gain / 1024 * rtt_us / 1000000;
 	/* A round trip's share arriving at once takes the bucket up to that far
 	 * into debt (what it may borrow, K30); debt beyond half a round trip
 	 * means the flows run ahead of the rate, and is taken off the window. */
