@@ -541,6 +541,18 @@ static __always_inline __u64 window_margin_ns(__u64 rtt_us)
 }
 
 /*
+ * The round trip a window is reckoned over. A sender's runs from a segment to
+ * its acknowledgement; the receiver's, measured here, from an acknowledgement
+ * to the data it let go, and ran 3-6 % shorter at 20 ms (design.md K36). A
+ * bucket with room for the gain makes that up; where its band is narrowed
+ * (K29), a 16th is added.
+ */
+static __always_inline __u64 window_rtt_us(__u64 rtt_us, int narrowed)
+{
+	return narrowed ? rtt_us + rtt_us / 16 : rtt_us;
+}
+
+/*
  * The window a receiver may offer: its share of the rate over its round trip,
  * scaled by how full the bucket is (bucket_gain): 0.9 times the share below
  * its aim, up to 1.2 times with it full. Where a round trip is too short for
@@ -558,8 +570,9 @@ static __always_inline __u32 receive_window(struct limiter_sk_flow *f, __u64 sha
 	 * (design.md K33, K35). */
 	__u64 half_rtt_ns = rtt_us * 500;
 	__u64 dip_ns = half_rtt_ns < limit->burst_ns ? half_rtt_ns : limit->burst_ns;
-	__u64 gain = bucket_gain(state, limit, LIMITER_INGRESS, now + dip_ns, window_margin_ns(rtt_us));
-	__u64 window = share * gain / 1024 * rtt_us / 1000000;
+	__u64 margin_ns = window_margin_ns(rtt_us);
+	__u64 gain = bucket_gain(state, limit, LIMITER_INGRESS, now + dip_ns, margin_ns);
+	__u64 window = share * gain / 1024 * window_rtt_us(rtt_us, limit->burst_ns / 2 < margin_ns) / 1000000;
 	/* A round trip's share arriving at once takes the bucket up to that far
 	 * into debt (what it may borrow, K30); debt beyond half a round trip
 	 * means the flows run ahead of the rate, and is taken off the window. */
