@@ -87,8 +87,9 @@ struct tcp_sock___limiter {
 /*
  * A TCP skb dropped while its socket has nothing in flight waits for the
  * probe timer, 200 ms or more (design.md K3). Such an skb may take the bucket
- * further into debt rather than stall its flow: by 64 KiB, and by no more
- * than 1/16 s of rate, so that any window stays within 1/16 of its bound.
+ * further into debt rather than stall its flow: by 64 KiB or, sent, by the
+ * bucket's length if that is more (K37), and by no more than 1/16 s of rate,
+ * so that any window stays within 1/16 of its bound.
  */
 #define STALL_GRACE_BYTES 65536ULL
 #define STALL_GRACE_MAX_NS (NSEC_PER_SEC / 16)
@@ -96,6 +97,10 @@ struct tcp_sock___limiter {
 /* A sender's loss probe waits two ticks or more, 8 ms at HZ=250 (design.md K27). */
 #define SHORT_RTT_BORROW_NS 10000000ULL
 #define PACING_MARGIN_NS 5000000ULL
+/* A sender paced at its share leaves the bucket where it is, and TCP's pacing
+ * catches up after a delay: its debt drifts down to where one with nothing in
+ * flight stalls. Past half of that it is paced at 0.9 of its share (K37). */
+#define DEBT_PACING_GAIN 922
 /* Flows starting together must count within their initial windows (10
  * segments), before the bucket runs dry: otherwise each is paced at the whole
  * rate, all but one meet an empty bucket, and they stall for seconds. A
@@ -116,6 +121,24 @@ struct tcp_sock___limiter {
 #define RECEIVER_RTT_MIN_US 1000
 /* TCP_WINDOW_CLAMP cannot be removed once set: this is "no clamp". */
 #define NO_WINDOW_CLAMP (64U << 20)
+
+/*
+ * How far an skb that would otherwise be lost may take the bucket into debt.
+ * Received, a retransmission may borrow more: one loopback GSO skb alone
+ * takes 64 KiB (design.md K24).
+ */
+static __always_inline __u64 grace_of(const struct limiter_limit *limit, enum limiter_direction dir)
+{
+	if (dir == LIMITER_INGRESS) {
+		__u64 grace_ns = INGRESS_GRACE_FACTOR * STALL_GRACE_BYTES * NSEC_PER_SEC / limit->rate;
+		return grace_ns < INGRESS_GRACE_FACTOR * STALL_GRACE_MAX_NS ? grace_ns
+									   : INGRESS_GRACE_FACTOR * STALL_GRACE_MAX_NS;
+	}
+	__u64 grace_ns = STALL_GRACE_BYTES * NSEC_PER_SEC / limit->rate;
+	if (grace_ns < limit->burst_ns)
+		grace_ns = limit->burst_ns;
+	return grace_ns < STALL_GRACE_MAX_NS ? grace_ns : STALL_GRACE_MAX_NS;
+}
 
 static __always_inline int would_stall(struct bpf_sock *sk)
 {
@@ -292,14 +315,9 @@ static __always_inline int conforms(struct __sk_buff *skb, struct bpf_sock *sk, 
 	if (debt_ns > 0) {
 		if (!p.tcp)
 			return 0;
-		/* Received, a retransmission may borrow more: one loopback GSO skb
-		 * alone takes 64 KiB (design.md K24). */
-		__u64 factor = dir == LIMITER_INGRESS ? INGRESS_GRACE_FACTOR : 1;
-		__u64 grace_ns = factor * STALL_GRACE_BYTES * NSEC_PER_SEC / limit->rate;
-		if (grace_ns > factor * STALL_GRACE_MAX_NS)
-			grace_ns = factor * STALL_GRACE_MAX_NS;
+		__u64 grace_ns = grace_of(limit, dir);
 		/* a window may borrow its round trip: no more than the largest grace */
-		__u64 bound = dir == LIMITER_INGRESS ? factor * STALL_GRACE_MAX_NS : grace_ns;
+		__u64 bound = dir == LIMITER_INGRESS ? INGRESS_GRACE_FACTOR * STALL_GRACE_MAX_NS : grace_ns;
 		if (debt_ns > (__s64)bound ||
 		    debt_ns > (__s64)may_borrow_ns(skb, sk, link_header, dir, limit, p.len, grace_ns))
 			return 0;
@@ -518,8 +536,11 @@ static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk_f
 				 struct limiter_state *state, const struct limiter_limit *limit, __u64 now)
 {
 	__u64 gain = bucket_gain(state, limit, LIMITER_EGRESS, now, PACING_MARGIN_NS);
+	__s64 debt_ns = (__s64)(state->dir[LIMITER_EGRESS].empty_at_ns - now);
 	if (gain > 1024)
 		share = share * gain / 1024;
+	else if (debt_ns > 0 && (__u64)debt_ns > grace_of(limit, LIMITER_EGRESS) / 2)
+		share = share * DEBT_PACING_GAIN / 1024;
 	__u32 pacing = share < 0xffffffffULL ? (share ? share : 1) : 0xffffffffU;
 	__u32 change = pacing > f->value ? pacing - f->value : f->value - pacing;
 	if (change > f->value / 64) {
