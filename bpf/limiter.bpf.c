@@ -87,13 +87,14 @@ struct tcp_sock___limiter {
 /*
  * A TCP skb dropped while its socket has nothing in flight waits for the
  * probe timer, 200 ms or more (design.md K3). Such an skb may take the bucket
- * further into debt rather than stall its flow: by 64 KiB or, sent, by the
- * bucket's length if that is more (K37), and by no more than 1/16 s of rate,
+ * further into debt rather than stall its flow: by 64 KiB or, sending, by
+ * the bucket's length if that is more (K37), and by no more than 1/16 s of rate,
  * so that any window stays within 1/16 of its bound.
  */
 #define STALL_GRACE_BYTES 65536ULL
 #define STALL_GRACE_MAX_NS (NSEC_PER_SEC / 16)
 #define INGRESS_GRACE_FACTOR 4
+#define INGRESS_GRACE_MAX_NS (INGRESS_GRACE_FACTOR * STALL_GRACE_MAX_NS)
 /* A sender's loss probe waits two ticks or more, 8 ms at HZ=250 (design.md K27). */
 #define SHORT_RTT_BORROW_NS 10000000ULL
 #define PACING_MARGIN_NS 5000000ULL
@@ -131,8 +132,7 @@ static __always_inline __u64 grace_of(const struct limiter_limit *limit, enum li
 {
 	if (dir == LIMITER_INGRESS) {
 		__u64 grace_ns = INGRESS_GRACE_FACTOR * STALL_GRACE_BYTES * NSEC_PER_SEC / limit->rate;
-		return grace_ns < INGRESS_GRACE_FACTOR * STALL_GRACE_MAX_NS ? grace_ns
-									   : INGRESS_GRACE_FACTOR * STALL_GRACE_MAX_NS;
+		return grace_ns < INGRESS_GRACE_MAX_NS ? grace_ns : INGRESS_GRACE_MAX_NS;
 	}
 	__u64 grace_ns = STALL_GRACE_BYTES * NSEC_PER_SEC / limit->rate;
 	if (grace_ns < limit->burst_ns)
@@ -317,7 +317,7 @@ static __always_inline int conforms(struct __sk_buff *skb, struct bpf_sock *sk, 
 			return 0;
 		__u64 grace_ns = grace_of(limit, dir);
 		/* a window may borrow its round trip: no more than the largest grace */
-		__u64 bound = dir == LIMITER_INGRESS ? INGRESS_GRACE_FACTOR * STALL_GRACE_MAX_NS : grace_ns;
+		__u64 bound = dir == LIMITER_INGRESS ? INGRESS_GRACE_MAX_NS : grace_ns;
 		if (debt_ns > (__s64)bound ||
 		    debt_ns > (__s64)may_borrow_ns(skb, sk, link_header, dir, limit, p.len, grace_ns))
 			return 0;
@@ -506,6 +506,13 @@ static __always_inline __u64 share_of(struct limiter_state *state, const struct 
 	return rate / (counted ? counted : 1);
 }
 
+/* The margin the gain works over: the one asked for, half the bucket at most
+ * (then the gain's band is narrowed, K29). */
+static __always_inline __u64 gain_margin_ns(const struct limiter_limit *limit, __u64 margin_ns)
+{
+	return limit->burst_ns / 2 < margin_ns ? limit->burst_ns / 2 : margin_ns;
+}
+
 /*
  * Feedback from the bucket, in 1/1024ths: 1024 where it aims (full but for
  * margin_ns of rate, or half a smaller bucket), up to 1.2 times that with it
@@ -514,7 +521,7 @@ static __always_inline __u64 share_of(struct limiter_state *state, const struct 
 static __always_inline __u64 bucket_gain(struct limiter_state *state, const struct limiter_limit *limit,
 					 enum limiter_direction dir, __u64 now, __u64 margin_ns)
 {
-	__u64 margin = limit->burst_ns / 2 < margin_ns ? limit->burst_ns / 2 : margin_ns;
+	__u64 margin = gain_margin_ns(limit, margin_ns);
 	if (!margin)
 		return 1024;
 	/* How far above half a margin below the aim the bucket is, within 0 .. 1.5 margins. */
@@ -593,7 +600,7 @@ static __always_inline __u32 receive_window(struct limiter_sk_flow *f, __u64 sha
 	__u64 dip_ns = half_rtt_ns < limit->burst_ns ? half_rtt_ns : limit->burst_ns;
 	__u64 margin_ns = window_margin_ns(rtt_us);
 	__u64 gain = bucket_gain(state, limit, LIMITER_INGRESS, now + dip_ns, margin_ns);
-	__u64 window = share * gain / 1024 * window_rtt_us(rtt_us, limit->burst_ns / 2 < margin_ns) / 1000000;
+	__u64 window = share * gain / 1024 * window_rtt_us(rtt_us, gain_margin_ns(limit, margin_ns) < margin_ns) / 1000000;
 	/* A round trip's share arriving at once takes the bucket up to that far
 	 * into debt (what it may borrow, K30); debt beyond half a round trip
 	 * means the flows run ahead of the rate, and is taken off the window. */
