@@ -535,14 +535,20 @@ static __always_inline __u64 bucket_gain(struct limiter_state *state, const stru
 /*
  * A sender is paced at its share (design.md K3, K9). TCP delivers less than
  * its pacing rate at high rates, and shares go unused: while the bucket stays
- * above its aim, flows may send up to 1.2 times their share. Never less:
- * sending too much is the bucket's to stop. bpf_setsockopt takes an int; ~0U
- * is no limit.
+ * above its aim, flows may send up to 1.2 times their share (less over long
+ * round trips). Never less: sending too much is the bucket's to stop.
+ * bpf_setsockopt takes an int; ~0U is no limit.
  */
 static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk_flow *f, __u64 share,
 				 struct limiter_state *state, const struct limiter_limit *limit, __u64 now)
 {
 	__u64 gain = bucket_gain(state, limit, LIMITER_EGRESS, now, PACING_MARGIN_NS);
+	/* A pacing rate holds for a round trip (RTT_CB comes once in one): what
+	 * it sends beyond the share in that time must fit in the margin (K38). */
+	__u64 rtt_ns = (__u64)(skops->srtt_us >> 3) * 1000;
+	__u64 gain_max = rtt_ns ? 1024 + 1024 * gain_margin_ns(limit, PACING_MARGIN_NS) / rtt_ns : gain;
+	if (gain > gain_max)
+		gain = gain_max;
 	__s64 debt_ns = (__s64)(state->dir[LIMITER_EGRESS].empty_at_ns - now);
 	if (gain > 1024)
 		share = share * gain / 1024;
@@ -550,7 +556,8 @@ static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk_f
 		share = share * DEBT_PACING_GAIN / 1024;
 	__u32 pacing = share < 0xffffffffULL ? (share ? share : 1) : 0xffffffffU;
 	__u32 change = pacing > f->value ? pacing - f->value : f->value - pacing;
-	if (change > f->value / 64) {
+	/* A rate above the share is not held once the bucket is at its aim (K38). */
+	if (change > f->value / 64 || (pacing < f->value && gain <= 1024)) {
 		f->value = pacing;
 		bpf_setsockopt(skops, SOL_SOCKET, SO_MAX_PACING_RATE, &pacing, sizeof(pacing));
 	}

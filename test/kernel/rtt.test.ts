@@ -1,9 +1,10 @@
 /**
- * Downloads at a real round-trip time (design.md K16, K23): through a delay
+ * Transfers at a real round-trip time (design.md K16, K23): through a delay
  * line of two TUN devices with MTU-sized packets, a limited download holds
  * its rate while its sender is slowed by the receive window, so that almost
  * nothing is sent only to be dropped, also when several flows start at once
- * (K26). And on veth and loopback, where no window can limit, a small
+ * (K26); a limited upload holds its rate with a bucket much smaller than
+ * its round trip (K38). And on veth and loopback, where no window can limit, a small
  * bucket still lets a download through: what it drops is let through when
  * sent again, whatever the flow's sequence numbers (K24, K27).
  */
@@ -24,17 +25,25 @@ interface Path {
 }
 
 /**
- * An iperf3 download from serverNs to a client in clientNs, the client
- * limited to ingressRate with a bucket of bucketBytes: before it starts, or
- * adoptAfterMs into it (its socket adopted). Its steady rate after steadyFrom
- * seconds, the sender's TCP segments from then on, the window its
- * busiest socket was offered at that point and its segment size.
+ * An iperf3 download from serverNs to a client in clientNs (or an upload),
+ * the client limited to rate with a bucket of bucketBytes in the direction it
+ * receives (or sends): before it starts, or adoptAfterMs into it (its socket
+ * adopted). Its steady rate after steadyFrom seconds, the sender's TCP
+ * segments from then on, the window its busiest socket was offered at that
+ * point and its segment size.
  */
-async function limitedDownload(
+async function limitedTransfer(
   env: NodeJS.ProcessEnv,
   path: Path,
-  flow: { seconds: number; steadyFrom: number; congestion: 'cubic' | 'bbr'; flows: number; adoptAfterMs?: number },
-  ingressRate: string,
+  flow: {
+    seconds: number;
+    steadyFrom: number;
+    congestion: 'cubic' | 'bbr';
+    flows: number;
+    adoptAfterMs?: number;
+    upload?: boolean;
+  },
+  rate: string,
   bucketBytes: number,
 ) {
   const server = await iperfServer('ipv4', { netns: path.serverNs, address: path.serverAddress });
@@ -46,14 +55,20 @@ async function limitedDownload(
       seconds: flow.seconds,
       congestion: flow.congestion,
       parallel: flow.flows > 1 ? flow.flows : undefined,
-      download: true,
+      download: !flow.upload,
     }),
   ]);
   const client = gated(command, args);
   scope.defer(() => (client.kill(), server.kill()));
   const limit = () => {
     const set = runCli(
-      ['set', '--pid', String(client.pid), '--ingress-rate', ingressRate, '--ingress-bucket', String(bucketBytes)],
+      [
+        'set',
+        '--pid',
+        String(client.pid),
+        ...(flow.upload ? ['--rate', rate, '--bucket'] : ['--ingress-rate', rate, '--ingress-bucket']),
+        String(bucketBytes),
+      ],
       env,
     );
     expect(set.code, set.stderr).toBe(0);
@@ -66,13 +81,15 @@ async function limitedDownload(
     limit();
   }
   await sleep(flow.steadyFrom * 1000 - (Date.now() - started));
-  const before = tcpSegments(path.serverNs);
-  const sender = busiestSender(path.serverNs);
+  const senderNs = flow.upload ? path.clientNs : path.serverNs;
+  const before = tcpSegments(senderNs);
+  const sender = busiestSender(senderNs);
   const exited = await client.done;
   expect(exited.code, exited.stderr).toBe(0);
-  const after = tcpSegments(path.serverNs);
+  const after = tcpSegments(senderNs);
+  const received = flow.upload ? await server.result : clientIntervals(exited.stdout);
   return {
-    steady: steadyRate(clientIntervals(exited.stdout), flow.steadyFrom),
+    steady: steadyRate(received, flow.steadyFrom),
     out: after.out - before.out,
     retransmitted: after.retransmitted - before.retransmitted,
     lostAgain: after.lostAgain - before.lostAgain,
@@ -100,7 +117,7 @@ describe('a download over a 40 ms round trip', () => {
       const rate = 1_250_000; // 10 Mbit/s
       const path = { clientNs: line.client, serverNs: line.server, serverAddress: line.serverAddress };
       const flow = { seconds: 8, steadyFrom: 2, congestion, flows };
-      const got = await limitedDownload(env, path, flow, '10mbit', (rate * bucketMs) / 1000);
+      const got = await limitedTransfer(env, path, flow, '10mbit', (rate * bucketMs) / 1000);
       expect(got.steady).toBeGreaterThanOrEqual(0.9 * rate);
       expect(got.steady).toBeLessThanOrEqual(1.1 * rate);
       expect(got.retransmitted / got.out).toBeLessThan(0.01);
@@ -108,6 +125,23 @@ describe('a download over a 40 ms round trip', () => {
       expect(got.senderMss).toBe(1448);
     });
   }
+});
+
+describe('an upload over an 80 ms round trip', () => {
+  // A pacing rate holds for a round trip: 1.2 times the share emptied a 10 ms
+  // bucket in one, and each drop cut cubic's window, for seconds (K38).
+  it('cubic, 10 ms bucket: within 5 % of the rate, nothing sent again', async () => {
+    const { env } = scope.instance('rttup');
+    const line = await createDelayLine(String(process.pid % 10000), 80);
+    scope.defer(() => line.destroy());
+    const rate = 1_250_000; // 10 Mbit/s
+    const path = { clientNs: line.client, serverNs: line.server, serverAddress: line.serverAddress };
+    const flow = { seconds: 8, steadyFrom: 3, congestion: 'cubic', flows: 1, upload: true } as const;
+    const got = await limitedTransfer(env, path, flow, '10mbit', rate / 100);
+    expect(got.steady).toBeGreaterThanOrEqual(0.95 * rate);
+    expect(got.steady).toBeLessThanOrEqual(1.05 * rate);
+    expect(got.retransmitted).toBe(0);
+  });
 });
 
 describe('a download over a 40 ms round trip, running before set', () => {
@@ -121,7 +155,7 @@ describe('a download over a 40 ms round trip, running before set', () => {
       const rate = 1_250_000; // 10 Mbit/s
       const path = { clientNs: line.client, serverNs: line.server, serverAddress: line.serverAddress };
       const flow = { seconds: 10, steadyFrom: 6, congestion, flows: 1, adoptAfterMs: 2000 };
-      const got = await limitedDownload(env, path, flow, '10mbit', 125_000);
+      const got = await limitedTransfer(env, path, flow, '10mbit', 125_000);
       expect(got.steady).toBeGreaterThanOrEqual(0.5 * rate);
       expect(got.steady).toBeLessThanOrEqual(1.1 * rate);
       // 1.2 times the rate over 40 ms and two segments at most; unlimited, it was megabytes
@@ -141,7 +175,7 @@ describe('a download over veth with a 10 ms bucket', () => {
     const rate = 12_500_000; // 100 Mbit/s
     const path = { clientNs: topology.sender, serverNs: topology.receiver, serverAddress: topology.receiverAddress };
     const flow = { seconds: 4, steadyFrom: 1, congestion: 'cubic', flows: 4 } as const;
-    const got = await limitedDownload(env, path, flow, '100mbit', 125_000);
+    const got = await limitedTransfer(env, path, flow, '100mbit', 125_000);
     expect(got.lostAgain).toBe(0);
     expect(got.steady).toBeGreaterThanOrEqual(0.5 * rate);
     expect(got.steady).toBeLessThanOrEqual(1.1 * rate);
