@@ -544,9 +544,9 @@ static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk_f
 {
 	__u64 gain = bucket_gain(state, limit, LIMITER_EGRESS, now, PACING_MARGIN_NS);
 	/* A pacing rate holds for a round trip (RTT_CB comes once in one): what
-	 * it sends beyond the share in that time must fit in the margin (K38). */
+	 * it sends beyond the share in that time must fit in the bucket (K38). */
 	__u64 rtt_ns = (__u64)(skops->srtt_us >> 3) * 1000;
-	__u64 gain_max = rtt_ns ? 1024 + 1024 * gain_margin_ns(limit, PACING_MARGIN_NS) / rtt_ns : gain;
+	__u64 gain_max = rtt_ns ? 1024 + 1024 * limit->burst_ns / rtt_ns : gain;
 	if (gain > gain_max)
 		gain = gain_max;
 	__s64 debt_ns = (__s64)(state->dir[LIMITER_EGRESS].empty_at_ns - now);
