@@ -203,6 +203,12 @@ static __always_inline struct limiter_sk *storage_of(struct bpf_sock *sk, __u64 
 	return sk ? bpf_sk_storage_get(&limiter_sockets, sk, 0, flags) : NULL;
 }
 
+/* A socket's smoothed round trip in ns; the kernel keeps it as 8 × µs. */
+static __always_inline __u64 srtt_ns(__u32 srtt_us_x8)
+{
+	return (__u64)(srtt_us_x8 >> 3) * 1000;
+}
+
 /*
  * A received sequence number as a count of the connection's bytes: its
  * distance from the next byte the socket expects (never more than a window,
@@ -243,7 +249,7 @@ static __always_inline __u64 receiver_may_borrow_ns(struct __sk_buff *skb, struc
 	if (received_at(tp, seq) < s->dropped_end)
 		return grace_ns;
 	if (!window_cannot_limit(tp, limit))
-		return s->dir[LIMITER_INGRESS].value ? (__u64)(tp->srtt_us >> 3) * 1000 : 0;
+		return s->dir[LIMITER_INGRESS].value ? srtt_ns(tp->srtt_us) : 0;
 	if (len > limit->bucket)
 		return 0;
 	return grace_ns / 2 < SHORT_RTT_BORROW_NS ? grace_ns / 2 : SHORT_RTT_BORROW_NS;
@@ -545,7 +551,7 @@ static __always_inline void pace(struct bpf_sock_ops *skops, struct limiter_sk_f
 	__u64 gain = bucket_gain(state, limit, LIMITER_EGRESS, now, PACING_MARGIN_NS);
 	/* A pacing rate holds for a round trip (RTT_CB comes once in one): what
 	 * it sends beyond the share in that time must fit in the bucket (K38). */
-	__u64 rtt_ns = (__u64)(skops->srtt_us >> 3) * 1000;
+	__u64 rtt_ns = srtt_ns(skops->srtt_us);
 	__u64 gain_max = rtt_ns ? 1024 + 1024 * limit->burst_ns / rtt_ns : gain;
 	if (gain > gain_max)
 		gain = gain_max;

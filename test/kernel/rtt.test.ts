@@ -4,9 +4,9 @@
  * its rate while its sender is slowed by the receive window, so that almost
  * nothing is sent only to be dropped, also when several flows start at once
  * (K26); a limited upload holds its rate with a bucket much smaller than
- * its round trip (K38). And on veth and loopback, where no window can limit, a small
- * bucket still lets a download through: what it drops is let through when
- * sent again, whatever the flow's sequence numbers (K24, K27).
+ * its round trip (K38). And on veth and loopback, where no window can
+ * limit, a small bucket still lets a download through: what it drops is let
+ * through when sent again, whatever the flow's sequence numbers (K24, K27).
  */
 import { describe, expect, it } from 'vitest';
 import { runCli, sleep } from '../harness/cli.js';
