@@ -97,6 +97,21 @@ function rttCases(rttMs: number): RttCase[] {
           for (const bucketSeconds of QUICK ? [0.1, 0.01] : [1, 0.1, 0.01])
             for (const limiter of ['limiter', 'peer'] as const)
               cases.push({ limiter, direction, traffic, flows, rateBits, bucketSeconds, rttMs });
+  // Downloads running before they were limited: what their senders had in flight then has crossed the link.
+  for (const traffic of QUICK ? (['cubic'] as const) : (['cubic', 'bbr'] as const))
+    for (const rateBits of QUICK ? [10 * MBIT] : [10 * MBIT, 100 * MBIT])
+      for (const bucketSeconds of QUICK ? [0.1] : [0.1, 0.01])
+        for (const limiter of ['limiter', 'peer'] as const)
+          cases.push({
+            limiter,
+            direction: 'download',
+            running: true,
+            traffic,
+            flows: 1,
+            rateBits,
+            bucketSeconds,
+            rttMs,
+          });
   return cases;
 }
 
@@ -162,7 +177,7 @@ async function main(): Promise<void> {
       const cases = rttCases(rttMs);
       for (const [i, c] of cases.entries()) {
         log(
-          `rtt ${rttMs} ms ${i + 1}/${cases.length}: ${c.limiter} ${c.direction} ${c.traffic} ×${c.flows} ${c.rateBits / MBIT} Mbit/s bucket ${c.bucketSeconds * 1000} ms`,
+          `rtt ${rttMs} ms ${i + 1}/${cases.length}: ${c.limiter} ${c.direction}${c.running ? ' running' : ''} ${c.traffic} ×${c.flows} ${c.rateBits / MBIT} Mbit/s bucket ${c.bucketSeconds * 1000} ms`,
         );
         results.rtt.push(await runRtt(line, env, c));
       }

@@ -50,7 +50,8 @@ function accuracyRows(results: AccuracyResult[]): string[][] {
 
 /** One row per case, limiter and its peer side by side. */
 function rttRows(results: RttResult[]): string[][] {
-  const key = (r: RttResult) => `${r.rttMs} ${r.direction} ${r.traffic} ${r.flows} ${r.rateBits} ${r.bucketSeconds}`;
+  const key = (r: RttResult) =>
+    `${r.rttMs} ${r.direction} ${r.running} ${r.traffic} ${r.flows} ${r.rateBits} ${r.bucketSeconds}`;
   const peers = new Map(results.filter((r) => r.limiter === 'peer').map((r) => [key(r), r]));
   return results
     .filter((r) => r.limiter === 'limiter')
@@ -58,7 +59,7 @@ function rttRows(results: RttResult[]): string[][] {
       const peer = peers.get(key(r));
       return [
         `${r.rttMs} ms`,
-        r.direction,
+        r.running ? `${r.direction}, running` : r.direction,
         r.traffic,
         String(r.flows),
         rate(r.rateBits),
@@ -107,7 +108,8 @@ export function markdownReport(results: Results, seconds: number): string {
     "iperf3 through a delay line (two TUN devices in two namespaces, MTU 1500, no offloads); the round trip is the line's. " +
       '*goodput*: steady-state receiver goodput ÷ rate. *resent*: segments the sender sent again ÷ segments it sent. ' +
       "*RTT*: median ping beside the transfer. The peer has the same rate and burst: tbf on the client's egress for uploads, " +
-      'ifb + tbf on its ingress for downloads (a queue, latency 50 ms).\n',
+      'ifb + tbf on its ingress for downloads (a queue, latency 50 ms). *running*: limited 2 s after it started, ' +
+      'measured from a second after that, resent counted from the limit on.\n',
   );
   out.push(
     table(

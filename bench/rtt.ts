@@ -28,6 +28,8 @@ export interface RttCase {
   /** bucket as seconds of rate */
   bucketSeconds: number;
   rttMs: number;
+  /** limited RUNNING_MS after it started, its sockets adopted (the peer set up then) */
+  running?: boolean;
 }
 
 export interface RttResult extends RttCase {
@@ -40,7 +42,9 @@ export interface RttResult extends RttCase {
   errors: number;
 }
 
-const steadyFrom = (c: RttCase) => (c.bucketSeconds >= 1 ? 3 : 2);
+const RUNNING_MS = 2000;
+/** measured from a second after the limit, when a transfer was running before it */
+const steadyFrom = (c: RttCase) => (c.running ? RUNNING_MS / 1000 + 1 : c.bucketSeconds >= 1 ? 3 : 2);
 const MEASURED_SECONDS = 3;
 
 export async function runRtt(line: DelayLine, env: NodeJS.ProcessEnv, c: RttCase): Promise<RttResult> {
@@ -69,20 +73,27 @@ export async function runRtt(line: DelayLine, env: NodeJS.ProcessEnv, c: RttCase
     },
   );
   const pings = collect(pinger, (seconds + 10) * 1000);
-  try {
+  const limit = () => {
     if (c.limiter === 'peer') {
       if (download) ifbDownload(line, rateBytes, bucket);
       else tbfUpload(line, rateBytes, bucket);
     } else {
-      const limit = download
+      const limits = download
         ? ['--ingress-rate', String(rateBytes), '--ingress-bucket', String(bucket)]
         : ['--rate', String(rateBytes), '--bucket', String(bucket)];
-      const set = runCli(['set', '--pid', String(client.pid), ...limit], env);
+      const set = runCli(['set', '--pid', String(client.pid), ...limits], env);
       if (set.code !== 0) throw new Error(`limiter set failed: ${set.stderr}`);
+    }
+  };
+  try {
+    if (!c.running) limit();
+    client.go();
+    if (c.running) {
+      await sleep(RUNNING_MS);
+      limit();
     }
     const sender = download ? line.server : line.client;
     const before = tcpSegments(sender);
-    client.go();
     const exited = await client.done;
     const after = tcpSegments(sender);
     const intervals = download ? clientIntervals(exited.stdout) : await server.result.catch(() => []);

@@ -82,6 +82,8 @@ struct tcp_sock___limiter {
 		__u16 snd_wscale : 4, rcv_wscale : 4; /* the window it advertises is in units of 2^rcv_wscale bytes */
 	} rx_opt;
 	__u32 window_clamp;
+	__u32 rcv_wup; /* the window it last offered ends at rcv_wup + rcv_wnd */
+	__u32 rcv_wnd;
 } __attribute__((preserve_access_index));
 
 /*
@@ -375,10 +377,12 @@ static __always_inline struct payload payload_of(struct __sk_buff *skb, __u32 li
 
 /*
  * 1: pass, 0: drop. The caller has checked that this direction is limited;
- * sk may be NULL (the skb's then). link_header: as for payload_of.
+ * sk may be NULL (the skb's then). link_header: as for payload_of. An skb
+ * sent before its sender could know of the limit passes and is counted, but
+ * costs the bucket nothing (design.md K39).
  */
 static __always_inline int police(struct __sk_buff *skb, struct bpf_sock *sk, const struct limiter_rule *rule,
-				  __u32 slot, enum limiter_direction dir, __u32 link_header)
+				  __u32 slot, enum limiter_direction dir, __u32 link_header, int sent_before_limit)
 {
 	struct payload p = payload_of(skb, link_header);
 	struct limiter_state *state = bpf_map_lookup_elem(&limiter_state, &slot);
@@ -388,7 +392,8 @@ static __always_inline int police(struct __sk_buff *skb, struct bpf_sock *sk, co
 	if (!tally)
 		return 1;
 	struct limiter_counters *count = &tally->dir[dir];
-	if (!conforms(skb, sk, link_header, &rule->limit[dir], &state->dir[dir], &state->clock_ns, p, dir)) {
+	if (!sent_before_limit &&
+	    !conforms(skb, sk, link_header, &rule->limit[dir], &state->dir[dir], &state->clock_ns, p, dir)) {
 		if (dir == LIMITER_INGRESS && p.tcp)
 			note_dropped(skb, sk, link_header);
 		count->dropped_bytes += p.len;
@@ -440,7 +445,7 @@ static __always_inline int rule_program(struct __sk_buff *skb, enum limiter_dire
 		if (s && !(s->flags & LIMITER_SK_INSIDE))
 			__sync_fetch_and_or(&s->flags, LIMITER_SK_INSIDE);
 	}
-	return police(skb, sk, rule, slot, dir, 0);
+	return police(skb, sk, rule, slot, dir, 0, 0);
 }
 
 SEC("cgroup_skb/egress")
@@ -863,6 +868,18 @@ static __always_inline const struct limiter_rule *adopted_rule(struct bpf_sock *
 }
 
 /*
+ * Notes, once, where the window an adopted receiver offered before the tc
+ * programs first saw it ends: a receiver never moves that end back, so no
+ * earlier offer ended further.
+ */
+static __always_inline void note_adopted_end(struct limiter_sk *s, struct bpf_tcp_sock *tcp,
+					     struct tcp_sock___limiter *tp)
+{
+	if (!s->adopted_end)
+		s->adopted_end = received_at(tcp, BPF_CORE_READ(tp, rcv_wup) + BPF_CORE_READ(tp, rcv_wnd));
+}
+
+/*
  * An adopted TCP receiver offers the window clamp_window would set for it,
  * at most: no sock_ops program sees it (design.md K28), so the window field
  * of what it sends is narrowed on the way out. Its own window is left as it
@@ -877,7 +894,7 @@ static __always_inline void narrow_window(struct __sk_buff *skb, struct bpf_sock
 	__u32 offset;
 	struct tcphdr *th = tcp_header(skb, link_header, &offset);
 	/* a SYN's window is not scaled, and the connection's are set up already */
-	if (!tcp || !tp || !state || !th || th->syn)
+	if (!tcp || !tp || !state || !th || th->syn || !th->ack)
 		return;
 	__be16 offered = th->window;
 	__u64 now = bpf_ktime_get_ns();
@@ -886,12 +903,18 @@ static __always_inline void narrow_window(struct __sk_buff *skb, struct bpf_sock
 	__u32 window = receive_window(f, share, state, limit, now, receiver_rtt_us(tp, tcp->srtt_us),
 				      tcp->mss_cache ? tcp->mss_cache : TYPICAL_MSS, sk->src_port ^ sk->dst_port);
 	__u32 wscale = BPF_CORE_READ_BITFIELD_PROBED(tp, rx_opt.rcv_wscale);
-	if (((__u32)bpf_ntohs(offered) << wscale) <= window)
-		return;
+	note_adopted_end(s, tcp, tp);
+	__u64 acknowledged = received_at(tcp, bpf_ntohl(th->ack_seq));
+	__u64 offered_end = acknowledged + ((__u64)bpf_ntohs(offered) << wscale);
 	__u32 scaled = window >> wscale;
-	__be16 narrowed = bpf_htons(scaled ? scaled : 1);
-	bpf_l4_csum_replace(skb, offset + offsetof(struct tcphdr, check), offered, narrowed, sizeof(narrowed));
-	bpf_skb_store_bytes(skb, offset + offsetof(struct tcphdr, window), &narrowed, sizeof(narrowed), 0);
+	if (scaled < bpf_ntohs(offered)) {
+		__be16 narrowed = bpf_htons(scaled ? scaled : 1);
+		bpf_l4_csum_replace(skb, offset + offsetof(struct tcphdr, check), offered, narrowed, sizeof(narrowed));
+		bpf_skb_store_bytes(skb, offset + offsetof(struct tcphdr, window), &narrowed, sizeof(narrowed), 0);
+		offered_end = acknowledged + ((__u64)(scaled ? scaled : 1) << wscale);
+	}
+	if (offered_end > s->window_end)
+		s->window_end = offered_end;
 }
 
 SEC("tc")
@@ -906,7 +929,7 @@ int limiter_tc_egress(struct __sk_buff *skb)
 	__u32 link_header = link_header_len(skb);
 	if (link_header > LINK_HEADER_MAX)
 		return TCX_NEXT;
-	if (rule->limit[LIMITER_EGRESS].rate && !police(skb, sk, rule, slot, LIMITER_EGRESS, link_header))
+	if (rule->limit[LIMITER_EGRESS].rate && !police(skb, sk, rule, slot, LIMITER_EGRESS, link_header, 0))
 		return TCX_DROP;
 	if (rule->limit[LIMITER_INGRESS].rate)
 		narrow_window(skb, sk, s, &rule->limit[LIMITER_INGRESS], slot, link_header);
@@ -965,6 +988,26 @@ static __always_inline struct bpf_sock *receiver(struct __sk_buff *skb, __u32 li
 	return NULL;
 }
 
+/*
+ * A received segment that ends beyond every window an adopted receiver has
+ * offered since it was adopted, and within the one it offered before: its
+ * sender sent it before it could know of the limit, and it has crossed the
+ * link already. Dropped, it would be sent again at what cwnd the sender kept
+ * in recovery, a few segments a round trip (design.md K39).
+ */
+static __always_inline int sent_before_limit(struct __sk_buff *skb, struct bpf_sock *sk, struct limiter_sk *s,
+					     __u32 link_header)
+{
+	__u32 seq, end_seq;
+	struct bpf_tcp_sock *tcp = bpf_tcp_sock(sk);
+	struct tcp_sock___limiter *tp = (void *)bpf_skc_to_tcp_sock(sk);
+	if (!tcp || !tp || !tcp_segment(skb, link_header, &seq, &end_seq))
+		return 0;
+	note_adopted_end(s, tcp, tp);
+	__u64 end = received_at(tcp, end_seq);
+	return end > s->window_end && end <= s->adopted_end;
+}
+
 SEC("tc")
 int limiter_tc_ingress(struct __sk_buff *skb)
 {
@@ -980,7 +1023,7 @@ int limiter_tc_ingress(struct __sk_buff *skb)
 	__u32 slot;
 	const struct limiter_rule *rule = adopted_rule(sk, &s, &slot);
 	int pass = !rule || !rule->limit[LIMITER_INGRESS].rate ||
-		   police(skb, sk, rule, slot, LIMITER_INGRESS, link_header);
+		   police(skb, sk, rule, slot, LIMITER_INGRESS, link_header, sent_before_limit(skb, sk, s, link_header));
 	bpf_sk_release(sk);
 	return pass ? TCX_NEXT : TCX_DROP;
 }

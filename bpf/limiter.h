@@ -140,6 +140,12 @@ struct limiter_sk {
 	 * retransmission is known and let through. A count, not a sequence
 	 * number: sequence numbers wrap and start anywhere (design.md K27). */
 	__u64 dropped_end;
+	/* TCP, received, adopted: the end of the window it had offered when the
+	 * tc programs first saw it, and the furthest end offered since, narrowed
+	 * or not (counts, as dropped_end; 0: none yet). What arrives between the
+	 * two was sent before its sender knew of the limit (design.md K39). */
+	__u64 adopted_end;
+	__u64 window_end;
 };
 
 /* The single value of the config array (key 0). Written only by user space. */

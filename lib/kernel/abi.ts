@@ -92,13 +92,15 @@ export const LAYOUT = {
     },
   },
   limiter_sk: {
-    size: 72,
+    size: 88,
     members: {
       owner: { offset: 0, size: 8 },
       slot: { offset: 8, size: 4 },
       flags: { offset: 12, size: 4 },
       dir: { offset: 16, size: 48 },
       dropped_end: { offset: 64, size: 8 },
+      adopted_end: { offset: 72, size: 8 },
+      window_end: { offset: 80, size: 8 },
     },
   },
   limiter_config: {
