@@ -872,10 +872,12 @@ static __always_inline const struct limiter_rule *adopted_rule(struct bpf_sock *
  * programs first saw it ends: a receiver never moves that end back, so no
  * earlier offer ended further.
  */
-static __always_inline void note_adopted_end(struct limiter_sk *s, struct bpf_tcp_sock *tcp,
-					     struct tcp_sock___limiter *tp)
+static __always_inline void note_adopted_end(struct limiter_sk *s, struct bpf_tcp_sock *tcp, struct bpf_sock *sk)
 {
-	if (!s->adopted_end)
+	if (s->adopted_end)
+		return;
+	struct tcp_sock___limiter *tp = (void *)bpf_skc_to_tcp_sock(sk);
+	if (tp)
 		s->adopted_end = received_at(tcp, BPF_CORE_READ(tp, rcv_wup) + BPF_CORE_READ(tp, rcv_wnd));
 }
 
@@ -903,7 +905,7 @@ static __always_inline void narrow_window(struct __sk_buff *skb, struct bpf_sock
 	__u32 window = receive_window(f, share, state, limit, now, receiver_rtt_us(tp, tcp->srtt_us),
 				      tcp->mss_cache ? tcp->mss_cache : TYPICAL_MSS, sk->src_port ^ sk->dst_port);
 	__u32 wscale = BPF_CORE_READ_BITFIELD_PROBED(tp, rx_opt.rcv_wscale);
-	note_adopted_end(s, tcp, tp);
+	note_adopted_end(s, tcp, sk);
 	__u64 acknowledged = received_at(tcp, bpf_ntohl(th->ack_seq));
 	__u64 offered_end = acknowledged + ((__u64)bpf_ntohs(offered) << wscale);
 	__u32 scaled = window >> wscale;
@@ -1000,10 +1002,9 @@ static __always_inline int sent_before_limit(struct __sk_buff *skb, struct bpf_s
 {
 	__u32 seq, end_seq;
 	struct bpf_tcp_sock *tcp = bpf_tcp_sock(sk);
-	struct tcp_sock___limiter *tp = (void *)bpf_skc_to_tcp_sock(sk);
-	if (!tcp || !tp || !tcp_segment(skb, link_header, &seq, &end_seq))
+	if (!tcp || !tcp_segment(skb, link_header, &seq, &end_seq))
 		return 0;
-	note_adopted_end(s, tcp, tp);
+	note_adopted_end(s, tcp, sk);
 	__u64 end = received_at(tcp, end_seq);
 	return end > s->window_end && end <= s->adopted_end;
 }
