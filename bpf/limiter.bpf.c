@@ -193,6 +193,30 @@ static __always_inline int tcp_segment(struct __sk_buff *skb, __u32 link_header,
 	return 1;
 }
 
+/*
+ * A TCP segment's timestamps, where RFC 7323 (appendix A) puts them and
+ * Linux, BSD and Windows send them: the first option, after two NOPs.
+ * 0 when the segment carries none there.
+ */
+#define TCPOPT_NOP 1
+#define TCPOPT_TIMESTAMP 8
+#define TCPOLEN_TIMESTAMP 10
+/* limiter_sk.first_tsval: a TSval noted, or a first segment without one */
+#define FIRST_TSVAL_NOTED (1ULL << 32)
+#define FIRST_TSVAL_NONE (1ULL << 33)
+static __always_inline int tcp_timestamps(struct __sk_buff *skb, struct tcphdr *tcp, __u32 *tsval, __u32 *tsecr)
+{
+	__u8 *option = (__u8 *)(tcp + 1);
+	if (tcp->doff * 4 < sizeof(*tcp) + 12 || (void *)(option + 12) > (void *)(long)skb->data_end)
+		return 0;
+	if (option[0] != TCPOPT_NOP || option[1] != TCPOPT_NOP || option[2] != TCPOPT_TIMESTAMP ||
+	    option[3] != TCPOLEN_TIMESTAMP)
+		return 0;
+	*tsval = bpf_ntohl(*(__u32 *)(option + 4));
+	*tsecr = bpf_ntohl(*(__u32 *)(option + 8));
+	return 1;
+}
+
 /* The skb's full socket: sk when the caller has it already, else looked up. */
 static __always_inline struct bpf_sock *full_sock(struct __sk_buff *skb, struct bpf_sock *sk)
 {
@@ -221,6 +245,17 @@ static __always_inline __u64 received_at(struct bpf_tcp_sock *tp, __u32 seq)
 	return tp->bytes_received + (__s32)(seq - tp->rcv_nxt);
 }
 
+/*
+ * How far a round trip's share, sent at once, takes the bucket into debt as
+ * it arrives: the round trip less what the bucket holds, and half a round
+ * trip at least. Debt beyond it means a receiver's flows run ahead of the
+ * rate (design.md K30, K40).
+ */
+static __always_inline __u64 window_debt_ns(__u64 rtt_ns, const struct limiter_limit *limit)
+{
+	return rtt_ns > 2 * limit->burst_ns ? rtt_ns - limit->burst_ns : rtt_ns / 2;
+}
+
 /* No window can hold a flow at the whole rate over its round trip: even two segments carry more. */
 static __always_inline int window_cannot_limit(struct bpf_tcp_sock *tp, const struct limiter_limit *limit)
 {
@@ -231,13 +266,13 @@ static __always_inline int window_cannot_limit(struct bpf_tcp_sock *tp, const st
  * How far a received skb may take the bucket into debt; dropped, its sender
  * waits for a timer. A retransmission of what the bucket dropped would wait
  * 200 ms or more (design.md K24): all of grace_ns. A segment its window let
- * through: the window's round trip, since a sender sends what it is offered
- * at once, and a bucket smaller than that would drop bytes that crossed the
- * link for nothing (K30). An skb no larger than the bucket, of a flow whose
- * round trip is too short for a window to limit (loopback, veth), would wait
- * for a loss probe, 8 ms or more, the whole of a small bucket (K27):
- * SHORT_RTT_BORROW_NS, and no more than half the grace, so that
- * retransmissions still find room.
+ * through: what a window arriving at once leaves, since a sender sends what
+ * it is offered at once, and half a round trip more, in which a window given
+ * back acts; less would drop bytes that crossed the link for nothing (K30,
+ * K40). An skb no larger than the bucket, of a flow whose round trip is too
+ * short for a window to limit (loopback, veth), would wait for a loss probe,
+ * 8 ms or more, the whole of a small bucket (K27): SHORT_RTT_BORROW_NS, and
+ * no more than half the grace, so that retransmissions still find room.
  */
 static __always_inline __u64 receiver_may_borrow_ns(struct __sk_buff *skb, struct bpf_sock *sk, __u32 link_header,
 						    const struct limiter_limit *limit, __u32 len, __u64 grace_ns)
@@ -250,8 +285,9 @@ static __always_inline __u64 receiver_may_borrow_ns(struct __sk_buff *skb, struc
 		return 0;
 	if (received_at(tp, seq) < s->dropped_end)
 		return grace_ns;
+	__u64 rtt_ns = srtt_ns(tp->srtt_us);
 	if (!window_cannot_limit(tp, limit))
-		return s->dir[LIMITER_INGRESS].value ? srtt_ns(tp->srtt_us) : 0;
+		return s->dir[LIMITER_INGRESS].value ? window_debt_ns(rtt_ns, limit) + rtt_ns / 2 : 0;
 	if (len > limit->bucket)
 		return 0;
 	return grace_ns / 2 < SHORT_RTT_BORROW_NS ? grace_ns / 2 : SHORT_RTT_BORROW_NS;
@@ -619,10 +655,9 @@ static __always_inline __u32 receive_window(struct limiter_sk_flow *f, __u64 sha
 	__u64 margin_ns = window_margin_ns(rtt_us);
 	__u64 gain = bucket_gain(state, limit, LIMITER_INGRESS, now + dip_ns, margin_ns);
 	__u64 window = share * gain / 1024 * window_rtt_us(rtt_us, gain_margin_ns(limit, margin_ns) < margin_ns) / 1000000;
-	/* A round trip's share arriving at once takes the bucket up to that far
-	 * into debt (what it may borrow, K30); debt beyond half a round trip
-	 * means the flows run ahead of the rate, and is taken off the window. */
-	__s64 owed_ns = (__s64)(state->dir[LIMITER_INGRESS].empty_at_ns - now) - (__s64)half_rtt_ns;
+	/* Debt beyond what a window arriving at once leaves means the flows run
+	 * ahead of the rate, and is taken off the window (K30, K40). */
+	__s64 owed_ns = (__s64)(state->dir[LIMITER_INGRESS].empty_at_ns - now) - (__s64)window_debt_ns(2 * half_rtt_ns, limit);
 	if (owed_ns > 0) {
 		__u64 owed = share * (__u64)owed_ns / NSEC_PER_SEC;
 		window = window > owed ? window - owed : 0;
@@ -906,6 +941,9 @@ static __always_inline void narrow_window(struct __sk_buff *skb, struct bpf_sock
 				      tcp->mss_cache ? tcp->mss_cache : TYPICAL_MSS, sk->src_port ^ sk->dst_port);
 	__u32 wscale = BPF_CORE_READ_BITFIELD_PROBED(tp, rx_opt.rcv_wscale);
 	note_adopted_end(s, tcp, sk);
+	__u32 tsval, tsecr;
+	if (!s->first_tsval)
+		s->first_tsval = tcp_timestamps(skb, th, &tsval, &tsecr) ? FIRST_TSVAL_NOTED | tsval : FIRST_TSVAL_NONE;
 	__u64 acknowledged = received_at(tcp, bpf_ntohl(th->ack_seq));
 	__u64 offered_end = acknowledged + ((__u64)bpf_ntohs(offered) << wscale);
 	__u32 scaled = window >> wscale;
@@ -991,22 +1029,34 @@ static __always_inline struct bpf_sock *receiver(struct __sk_buff *skb, __u32 li
 }
 
 /*
- * A received segment that ends beyond every window an adopted receiver has
- * offered since it was adopted, and within the one it offered before: its
- * sender sent it before it could know of the limit, and it has crossed the
- * link already. Dropped, it would be sent again at what cwnd the sender kept
- * in recovery, a few segments a round trip (design.md K39).
+ * A received segment that ends within the window an adopted receiver offered
+ * before the tc programs saw it, and that its sender sent before it saw a
+ * narrowed window: it echoes a timestamp no later than the first the tc
+ * programs saw the receiver send (a timestamp ticks once a ms: segments
+ * sent before that one in the same ms carry it too, and megabytes may
+ * answer them), or, without timestamps, it ends beyond every window offered
+ * since. It has crossed the link already; dropped, it would be sent again at
+ * what cwnd the sender kept in recovery, a few segments a round trip
+ * (design.md K39).
  */
 static __always_inline int sent_before_limit(struct __sk_buff *skb, struct bpf_sock *sk, struct limiter_sk *s,
 					     __u32 link_header)
 {
-	__u32 seq, end_seq;
+	__u32 offset, tsval, tsecr;
 	struct bpf_tcp_sock *tcp = bpf_tcp_sock(sk);
-	if (!tcp || !tcp_segment(skb, link_header, &seq, &end_seq))
+	struct tcphdr *th = tcp_header(skb, link_header, &offset);
+	if (!tcp || !th)
 		return 0;
 	note_adopted_end(s, tcp, sk);
-	__u64 end = received_at(tcp, end_seq);
-	return end > s->window_end && end <= s->adopted_end;
+	__u32 headers = offset + th->doff * 4;
+	__u64 end = received_at(tcp, bpf_ntohl(th->seq) + (skb->len > headers ? skb->len - headers : 0));
+	if (end > s->adopted_end)
+		return 0;
+	if (!s->first_tsval)
+		return 1; /* the receiver has sent nothing since it was adopted */
+	if ((s->first_tsval & FIRST_TSVAL_NOTED) && tcp_timestamps(skb, th, &tsval, &tsecr))
+		return (__s32)(tsecr - (__u32)s->first_tsval) <= 0;
+	return end > s->window_end;
 }
 
 SEC("tc")

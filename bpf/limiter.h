@@ -146,6 +146,11 @@ struct limiter_sk {
 	 * two was sent before its sender knew of the limit (design.md K39). */
 	__u64 adopted_end;
 	__u64 window_end;
+	/* TCP, received, adopted: the TSval of the first segment it sent that
+	 * the tc programs saw, with a flag above it (0: none yet). A segment
+	 * echoing no later one was sent before its sender saw a window they
+	 * narrowed (design.md K40). */
+	__u64 first_tsval;
 };
 
 /* The single value of the config array (key 0). Written only by user space. */

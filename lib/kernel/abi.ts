@@ -92,7 +92,7 @@ export const LAYOUT = {
     },
   },
   limiter_sk: {
-    size: 88,
+    size: 96,
     members: {
       owner: { offset: 0, size: 8 },
       slot: { offset: 8, size: 4 },
@@ -101,6 +101,7 @@ export const LAYOUT = {
       dropped_end: { offset: 64, size: 8 },
       adopted_end: { offset: 72, size: 8 },
       window_end: { offset: 80, size: 8 },
+      first_tsval: { offset: 88, size: 8 },
     },
   },
   limiter_config: {
