@@ -180,6 +180,13 @@ static __always_inline struct tcphdr *tcp_header(struct __sk_buff *skb, __u32 li
 	return tcp;
 }
 
+/* Where a TCP segment's data ends; its header starts at offset. */
+static __always_inline __u32 end_seq_of(struct __sk_buff *skb, struct tcphdr *tcp, __u32 offset)
+{
+	__u32 headers = offset + tcp->doff * 4;
+	return bpf_ntohl(tcp->seq) + (skb->len > headers ? skb->len - headers : 0);
+}
+
 /* The sequence range of a received TCP segment, or 0 when the skb is none. */
 static __always_inline int tcp_segment(struct __sk_buff *skb, __u32 link_header, __u32 *seq, __u32 *end_seq)
 {
@@ -187,23 +194,23 @@ static __always_inline int tcp_segment(struct __sk_buff *skb, __u32 link_header,
 	struct tcphdr *tcp = tcp_header(skb, link_header, &offset);
 	if (!tcp)
 		return 0;
-	__u32 headers = offset + tcp->doff * 4;
 	*seq = bpf_ntohl(tcp->seq);
-	*end_seq = *seq + (skb->len > headers ? skb->len - headers : 0);
+	*end_seq = end_seq_of(skb, tcp, offset);
 	return 1;
 }
 
-/*
- * A TCP segment's timestamps, where RFC 7323 (appendix A) puts them and
- * Linux, BSD and Windows send them: the first option, after two NOPs.
- * 0 when the segment carries none there.
- */
 #define TCPOPT_NOP 1
 #define TCPOPT_TIMESTAMP 8
 #define TCPOLEN_TIMESTAMP 10
 /* limiter_sk.first_tsval: a TSval noted, or a first segment without one */
 #define FIRST_TSVAL_NOTED (1ULL << 32)
 #define FIRST_TSVAL_NONE (1ULL << 33)
+
+/*
+ * A TCP segment's timestamps, where RFC 7323 (appendix A) puts them and
+ * Linux and the BSDs send them: the first option, after two NOPs.
+ * 0 when the segment carries none there.
+ */
 static __always_inline int tcp_timestamps(struct __sk_buff *skb, struct tcphdr *tcp, __u32 *tsval, __u32 *tsecr)
 {
 	__u8 *option = (__u8 *)(tcp + 1);
@@ -1037,7 +1044,7 @@ static __always_inline struct bpf_sock *receiver(struct __sk_buff *skb, __u32 li
  * answer them), or, without timestamps, it ends beyond every window offered
  * since. It has crossed the link already; dropped, it would be sent again at
  * what cwnd the sender kept in recovery, a few segments a round trip
- * (design.md K39).
+ * (design.md K39, K40).
  */
 static __always_inline int sent_before_limit(struct __sk_buff *skb, struct bpf_sock *sk, struct limiter_sk *s,
 					     __u32 link_header)
@@ -1048,8 +1055,7 @@ static __always_inline int sent_before_limit(struct __sk_buff *skb, struct bpf_s
 	if (!tcp || !th)
 		return 0;
 	note_adopted_end(s, tcp, sk);
-	__u32 headers = offset + th->doff * 4;
-	__u64 end = received_at(tcp, bpf_ntohl(th->seq) + (skb->len > headers ? skb->len - headers : 0));
+	__u64 end = received_at(tcp, end_seq_of(skb, th, offset));
 	if (end > s->adopted_end)
 		return 0;
 	if (!s->first_tsval)
