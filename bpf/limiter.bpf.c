@@ -664,7 +664,7 @@ static __always_inline __u32 receive_window(struct limiter_sk_flow *f, __u64 sha
 	__u64 window = share * gain / 1024 * window_rtt_us(rtt_us, gain_margin_ns(limit, margin_ns) < margin_ns) / 1000000;
 	/* Debt beyond what a window arriving at once leaves means the flows run
 	 * ahead of the rate, and is taken off the window (K30, K40). */
-	__s64 owed_ns = (__s64)(state->dir[LIMITER_INGRESS].empty_at_ns - now) - (__s64)window_debt_ns(2 * half_rtt_ns, limit);
+	__s64 owed_ns = (__s64)(state->dir[LIMITER_INGRESS].empty_at_ns - now) - (__s64)window_debt_ns(rtt_us * 1000, limit);
 	if (owed_ns > 0) {
 		__u64 owed = share * (__u64)owed_ns / NSEC_PER_SEC;
 		window = window > owed ? window - owed : 0;
@@ -1050,18 +1050,23 @@ static __always_inline int sent_before_limit(struct __sk_buff *skb, struct bpf_s
 					     __u32 link_header)
 {
 	__u32 offset, tsval, tsecr;
-	struct bpf_tcp_sock *tcp = bpf_tcp_sock(sk);
 	struct tcphdr *th = tcp_header(skb, link_header, &offset);
-	if (!tcp || !th)
+	if (!th)
+		return 0;
+	int echoes = (s->first_tsval & FIRST_TSVAL_NOTED) && tcp_timestamps(skb, th, &tsval, &tsecr);
+	/* Sent since: nearly every segment once the flight has passed, told without a helper call. */
+	if (echoes && (__s32)(tsecr - (__u32)s->first_tsval) > 0)
+		return 0;
+	struct bpf_tcp_sock *tcp = bpf_tcp_sock(sk);
+	if (!tcp)
 		return 0;
 	note_adopted_end(s, tcp, sk);
 	__u64 end = received_at(tcp, end_seq_of(skb, th, offset));
 	if (end > s->adopted_end)
 		return 0;
-	if (!s->first_tsval)
-		return 1; /* the receiver has sent nothing since it was adopted */
-	if ((s->first_tsval & FIRST_TSVAL_NOTED) && tcp_timestamps(skb, th, &tsval, &tsecr))
-		return (__s32)(tsecr - (__u32)s->first_tsval) <= 0;
+	/* the receiver has sent nothing since it was adopted, or the segment echoes what it sent before */
+	if (!s->first_tsval || echoes)
+		return 1;
 	return end > s->window_end;
 }
 
