@@ -57,6 +57,8 @@ node_modules/.installed: package.json package-lock.json
 	@echo "  CLANG   $@"
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
+bpf/limiter.bpf.o: $(wildcard bpf/*.bpf.h)
+
 build/%: test/harness/%.c
 	@echo "  CC      $@"
 	$(Q)mkdir -p build && gcc -O2 -Wall -Werror -o $@ $<
