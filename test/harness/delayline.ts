@@ -134,14 +134,19 @@ function counters(ns: string, file: 'snmp' | 'netstat', protocol: string): (name
 }
 
 /**
- * TCP segments sent and retransmitted in a namespace so far, and
- * retransmissions found lost again (each one costs its flow a
- * retransmission timeout).
+ * TCP segments sent and retransmitted in a namespace so far, retransmissions
+ * found lost again (each one costs its flow a retransmission timeout), and
+ * segments received that had arrived before (each answered with a D-SACK).
  */
-export function tcpSegments(ns: string): { out: number; retransmitted: number; lostAgain: number } {
+export function tcpSegments(ns: string): { out: number; retransmitted: number; lostAgain: number; duplicates: number } {
   const tcp = counters(ns, 'snmp', 'Tcp');
   const tcpExt = counters(ns, 'netstat', 'TcpExt');
-  return { out: tcp('OutSegs'), retransmitted: tcp('RetransSegs'), lostAgain: tcpExt('TCPLostRetransmit') };
+  return {
+    out: tcp('OutSegs'),
+    retransmitted: tcp('RetransSegs'),
+    lostAgain: tcpExt('TCPLostRetransmit'),
+    duplicates: tcpExt('TCPDSACKOldSent') + tcpExt('TCPDSACKOfoSent'),
+  };
 }
 
 /**
