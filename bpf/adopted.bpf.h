@@ -9,10 +9,6 @@
 #include "packet.bpf.h"
 #include "window.bpf.h"
 
-/* limiter_sk.first_tsval: a TSval noted, or a first segment without one */
-#define FIRST_TSVAL_NOTED (1ULL << 32)
-#define FIRST_TSVAL_NONE (1ULL << 33)
-
 /*
  * Sockets given to a rule although their cgroup is outside it (created before
  * their process was limited, design.md K5, or accepted by such a listener,
@@ -77,7 +73,7 @@ static __always_inline void narrow_window(struct __sk_buff *skb, struct bpf_sock
 	note_adopted_end(s, tcp, sk);
 	__u32 tsval, tsecr;
 	if (!s->first_tsval)
-		s->first_tsval = tcp_timestamps(skb, th, &tsval, &tsecr) ? FIRST_TSVAL_NOTED | tsval : FIRST_TSVAL_NONE;
+		s->first_tsval = tcp_timestamps(skb, th, &tsval, &tsecr) ? LIMITER_FIRST_TSVAL_NOTED | tsval : LIMITER_FIRST_TSVAL_NONE;
 	__u64 acknowledged = received_at(tcp, bpf_ntohl(th->ack_seq));
 	__u64 offered_end = acknowledged + ((__u64)bpf_ntohs(offered) << wscale);
 	__u32 scaled = window >> wscale;
@@ -109,7 +105,7 @@ static __always_inline int sent_before_limit(struct __sk_buff *skb, struct bpf_s
 	struct tcphdr *th = tcp_header(skb, link_header, &offset);
 	if (!th)
 		return 0;
-	int echoes = (s->first_tsval & FIRST_TSVAL_NOTED) && tcp_timestamps(skb, th, &tsval, &tsecr);
+	int echoes = (s->first_tsval & LIMITER_FIRST_TSVAL_NOTED) && tcp_timestamps(skb, th, &tsval, &tsecr);
 	/* Sent since: nearly every segment once the flight has passed, told without a helper call. */
 	if (echoes && (__s32)(tsecr - (__u32)s->first_tsval) > 0)
 		return 0;

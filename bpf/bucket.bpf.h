@@ -8,6 +8,9 @@
 #include "common.bpf.h"
 #include "packet.bpf.h"
 
+/* A sender's loss probe waits two ticks or more, 8 ms at HZ=250 (design.md K27). */
+#define SHORT_RTT_BORROW_NS 10000000ULL
+
 static __always_inline int would_stall(struct bpf_sock *sk)
 {
 	if (!sk)

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (MIT OR GPL-2.0-only)
-/* What every part of the programs uses: the maps, the constants the limits
- * are tuned by, a socket's storage and round trip, and the two measures that
+/* What every part of the programs uses: the maps, the grace an skb may
+ * borrow, a socket's storage and round trip, and the two measures that
  * both the bucket and the windows go by.
  * Kn: the kernel facts in doc/design.md. */
 #ifndef LIMITER_COMMON_BPF_H
@@ -86,33 +86,9 @@ struct tcp_sock___limiter {
 #define STALL_GRACE_MAX_NS (NSEC_PER_SEC / 16)
 #define INGRESS_GRACE_FACTOR 4
 #define INGRESS_GRACE_MAX_NS (INGRESS_GRACE_FACTOR * STALL_GRACE_MAX_NS)
-/* A sender's loss probe waits two ticks or more, 8 ms at HZ=250 (design.md K27). */
-#define SHORT_RTT_BORROW_NS 10000000ULL
-#define PACING_MARGIN_NS 5000000ULL
-/* A sender paced at its share leaves the bucket where it is, and TCP's pacing
- * catches up after a delay: its debt drifts down to where one with nothing in
- * flight stalls. Past half of that it is paced at 0.9 of its share (K37). */
-#define DEBT_PACING_GAIN 922
-/* Flows starting together must count within their initial windows (10
- * segments), before the bucket runs dry: otherwise each is paced at the whole
- * rate, all but one meet an empty bucket, and they stall for seconds. A
- * control connection or a request stays below it. */
-#define FLOW_BYTES_MAX 8192ULL
 /* A receive window smaller than this many segments stalls a flow (delayed
  * acknowledgements, loss recovery): no window is clamped below it. */
 #define MIN_WINDOW_SEGMENTS 2
-/* A sender's first flight (RFC 6928), and the segment size it is reckoned in before a connection has one. */
-#define INITIAL_WINDOW_SEGMENTS 10
-#define TYPICAL_MSS 1448
-/* The segment size a path with an MTU of 1500 asks for (IPv4; IPv6 1440):
- * TCP_MAXSEG at or above it leaves such paths alone. */
-#define MTU_1500_MSS 1460
-/* Under a ms a receiver's estimate says nothing: TCP timestamps tick in ms,
- * and since 6.16 a sample of no tick is skipped, which leaves the time a
- * window takes to arrive, µs for a clamped one (design.md K32). */
-#define RECEIVER_RTT_MIN_US 1000
-/* TCP_WINDOW_CLAMP cannot be removed once set: this is "no clamp". */
-#define NO_WINDOW_CLAMP (64U << 20)
 
 /*
  * How far an skb that would otherwise be lost may take the bucket into debt.

@@ -115,6 +115,9 @@ struct limiter_attach {
 /* limiter_sk.flags */
 #define LIMITER_SK_OWNED 1  /* user space: the socket belongs to limiter_sk.slot, wherever its cgroup is */
 #define LIMITER_SK_INSIDE 2 /* the programs: it lives in that rule's cgroup tree, whose programs police it */
+/* limiter_sk.first_tsval above its TSval: one was noted, or the first segment carried none */
+#define LIMITER_FIRST_TSVAL_NOTED (1ULL << 32)
+#define LIMITER_FIRST_TSVAL_NONE (1ULL << 33)
 
 /* A TCP socket's part in its rule's flows of one direction. */
 struct limiter_sk_flow {
@@ -147,7 +150,7 @@ struct limiter_sk {
 	__u64 adopted_end;
 	__u64 window_end;
 	/* TCP, received, adopted: the TSval of the first segment it sent that
-	 * the tc programs saw, with a flag above it (0: none yet). A segment
+	 * the tc programs saw, with a LIMITER_FIRST_TSVAL_ flag above it (0: none yet). A segment
 	 * echoing no later one was sent before its sender saw a window they
 	 * narrowed (design.md K40). */
 	__u64 first_tsval;

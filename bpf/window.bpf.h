@@ -15,6 +15,29 @@
 #define TCP_MAXSEG_MAX 32767 /* the kernel's MAX_TCP_WINDOW: it refuses a larger TCP_MAXSEG */
 #define TCP_WINDOW_CLAMP 10
 
+#define PACING_MARGIN_NS 5000000ULL
+/* A sender paced at its share leaves the bucket where it is, and TCP's pacing
+ * catches up after a delay: its debt drifts down to where one with nothing in
+ * flight stalls. Past half of that it is paced at 0.9 of its share (K37). */
+#define DEBT_PACING_GAIN 922
+/* Flows starting together must count within their initial windows (10
+ * segments), before the bucket runs dry: otherwise each is paced at the whole
+ * rate, all but one meet an empty bucket, and they stall for seconds. A
+ * control connection or a request stays below it. */
+#define FLOW_BYTES_MAX 8192ULL
+/* A sender's first flight (RFC 6928), and the segment size it is reckoned in before a connection has one. */
+#define INITIAL_WINDOW_SEGMENTS 10
+#define TYPICAL_MSS 1448
+/* The segment size a path with an MTU of 1500 asks for (IPv4; IPv6 1440):
+ * TCP_MAXSEG at or above it leaves such paths alone. */
+#define MTU_1500_MSS 1460
+/* Under a ms a receiver's estimate says nothing: TCP timestamps tick in ms,
+ * and since 6.16 a sample of no tick is skipped, which leaves the time a
+ * window takes to arrive, µs for a clamped one (design.md K32). */
+#define RECEIVER_RTT_MIN_US 1000
+/* TCP_WINDOW_CLAMP cannot be removed once set: this is "no clamp". */
+#define NO_WINDOW_CLAMP (64U << 20)
+
 /* The flows counted in epoch: the larger of its count so far and the previous epoch's. */
 static __always_inline __u32 flows_counted(const struct limiter_flows *flows, __u64 epoch)
 {
