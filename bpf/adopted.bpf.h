@@ -68,7 +68,7 @@ static __always_inline void narrow_window(struct __sk_buff *skb, struct bpf_sock
 	struct limiter_sk_flow *f = &s->dir[LIMITER_INGRESS];
 	__u64 share = share_of(state, limit, f, LIMITER_INGRESS, tcp->bytes_received, now, 0);
 	__u32 window = receive_window(f, share, state, limit, now, receiver_rtt_us(tp, tcp->srtt_us),
-				      tcp->mss_cache ? tcp->mss_cache : TYPICAL_MSS, sk->src_port ^ sk->dst_port);
+				      tcp->mss_cache ? tcp->mss_cache : TYPICAL_MSS, sk->src_port ^ sk->dst_port, 1);
 	__u32 wscale = BPF_CORE_READ_BITFIELD_PROBED(tp, rx_opt.rcv_wscale);
 	note_adopted_end(s, tcp, sk);
 	__u32 tsval, tsecr;

@@ -172,6 +172,21 @@ static __always_inline __u64 window_rtt_us(__u64 rtt_us, int narrowed)
 }
 
 /*
+ * A window is set as a segment arrives, when a burst has the bucket at its
+ * lowest: it is judged as the bucket will be once the burst has been paid
+ * for: half a round trip on, a bucket's length at most (design.md K33, K35).
+ * An adopted flow's sender, never paced by a window from its start, sends a
+ * round trip's data in one block: it is paid for a round trip on, two
+ * buckets' length at most (K41).
+ */
+static __always_inline __u64 window_dip_ns(__u64 rtt_us, __u64 burst_ns, int adopted)
+{
+	__u64 dip_ns = adopted ? rtt_us * 1000 : rtt_us * 500;
+	__u64 most_ns = adopted ? 2 * burst_ns : burst_ns;
+	return dip_ns < most_ns ? dip_ns : most_ns;
+}
+
+/*
  * The window a receiver may offer: its share of the rate over its round trip,
  * scaled by how full the bucket is (bucket_gain): 0.9 times the share below
  * its aim, up to 1.2 times with it full. Where a round trip is too short for
@@ -181,14 +196,9 @@ static __always_inline __u64 window_rtt_us(__u64 rtt_us, int narrowed)
  */
 static __always_inline __u32 receive_window(struct limiter_sk_flow *f, __u64 share, struct limiter_state *state,
 					    const struct limiter_limit *limit, __u64 now, __u64 rtt_us, __u64 mss,
-					    __u32 ports)
+					    __u32 ports, int adopted)
 {
-	/* A window is set as a segment arrives, when a burst has the bucket at
-	 * its lowest: it is judged as it will be half a round trip on (a
-	 * bucket's length at most), when the burst has been paid for
-	 * (design.md K33, K35). */
-	__u64 half_rtt_ns = rtt_us * 500;
-	__u64 dip_ns = half_rtt_ns < limit->burst_ns ? half_rtt_ns : limit->burst_ns;
+	__u64 dip_ns = window_dip_ns(rtt_us, limit->burst_ns, adopted);
 	__u64 margin_ns = window_margin_ns(rtt_us);
 	__u64 gain = bucket_gain(state, limit, LIMITER_INGRESS, now + dip_ns, margin_ns);
 	__u64 window = share * gain / 1024 * window_rtt_us(rtt_us, gain_margin_ns(limit, margin_ns) < margin_ns) / 1000000;
@@ -245,7 +255,7 @@ static __always_inline void clamp_window(struct bpf_sock_ops *skops, struct bpf_
 		return;
 	__u32 clamp = receive_window(f, share, state, limit, now, receiver_rtt_us(tp, skops->srtt_us),
 				     skops->mss_cache ? skops->mss_cache : TYPICAL_MSS,
-				     skops->local_port ^ skops->remote_port);
+				     skops->local_port ^ skops->remote_port, 0);
 	/* The kernel raises the clamp as its receive buffer grows, and sets it
 	 * from the buffer when the skbs' overhead changes (design.md K23):
 	 * before each segment goes out, it is set again. */
