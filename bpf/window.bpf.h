@@ -181,9 +181,9 @@ static __always_inline __u64 window_rtt_us(__u64 rtt_us, int narrowed)
  */
 static __always_inline __u64 window_dip_ns(__u64 rtt_us, __u64 burst_ns, int adopted)
 {
-	__u64 dip_ns = adopted ? rtt_us * 1000 : rtt_us * 500;
-	__u64 most_ns = adopted ? 2 * burst_ns : burst_ns;
-	return dip_ns < most_ns ? dip_ns : most_ns;
+	__u64 half_rtt_ns = rtt_us * 500;
+	__u64 dip_ns = half_rtt_ns < burst_ns ? half_rtt_ns : burst_ns;
+	return adopted ? 2 * dip_ns : dip_ns;
 }
 
 /*
